@@ -1,0 +1,52 @@
+// Stop-the-world consistency: hold every thread, unwind every one, and go on only
+// if none is inside code that is about to change. A thread inside such code is
+// let run (all threads are released) until that function returns, then the check
+// is retried, within a timeout; then we refuse, naming the thread, the function
+// and its backtrace.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/remote-addr.h"
+#include "consistency/unwind.h"
+#include "process/tracee.h"
+
+namespace suture::consistency {
+
+// Code no thread may be inside (on any frame of its stack) when the change is made.
+struct BusyRange {
+  RemoteRange range;
+  std::string function;  // for messages
+};
+
+// A thread found inside a busy range.
+struct Conflict {
+  pid_t tid = 0;
+  std::string thread_name;
+  std::string function;
+  Backtrace backtrace;
+};
+
+struct SafePointResult {
+  bool safe = false;
+  int attempts = 0;
+  std::vector<Conflict> conflicts;  // the last attempt's, when not safe
+};
+
+// Address -> "function+0x12 (object)" for messages.
+using Symbolizer = std::function<std::string(RemoteAddr)>;
+
+// On success returns with every thread held (tracee.all_held()). On timeout
+// returns safe=false with the threads released. Throws Interrupted / TargetGone.
+SafePointResult wait_for_safe_point(process::Tracee& tracee, const std::vector<BusyRange>& busy,
+                                    std::chrono::milliseconds timeout);
+
+// "thread 1234 (worker-3) is inside parse_request: #0 parse_request+0x1f (server) #1 ..."
+std::string describe(const Conflict& conflict, const Symbolizer& symbolize);
+
+}  // namespace suture::consistency
