@@ -1,0 +1,34 @@
+// pack: turn a hand-written patch object into a patch file for one binary.
+//
+// Reads the SUTURE_REPLACE / SUTURE_BIND records the author's macros left in the
+// object, resolves every old function against the binary (by name, by
+// "file.c:name" for statics, by C++ qualified name or signature, or by mangled
+// name), checks each can take a jump, checks that every undefined symbol of the
+// object can be resolved in the binary or the libraries it needs, and writes a
+// patch keyed by the binary's build-id.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "patchfile/patch-file.h"
+
+namespace suture::build {
+
+struct PackOptions {
+  std::string target;                     // the executable or shared library to patch
+  std::string object;                     // the patch object (cc -c)
+  std::string name;                       // label; defaults to the object's file stem
+  std::vector<std::string> library_path;  // where to look for the target's DT_NEEDED libraries
+  bool allow_undefined = false;           // leave unresolvable symbols to apply time
+};
+
+struct PackResult {
+  patchfile::Patch patch;
+  std::vector<std::string> notes;  // e.g. "needed library libfoo.so not found; symbols checked at apply"
+};
+
+// Throws Error("OBJECT: ..." or "TARGET: ...") naming what is wrong.
+PackResult pack(const PackOptions& options);
+
+}  // namespace suture::build

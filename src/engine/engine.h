@@ -1,0 +1,74 @@
+// The three verbs on a live process. Each is a transaction over the stages below
+// it: every change to the target is registered in an undo log as it succeeds and
+// undone, newest first, on any failure, refusal or interruption, so the target is
+// left either fully changed or exactly as it was.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "common/remote-addr.h"
+#include "engine/patch-record.h"
+#include "patchfile/patch-file.h"
+
+namespace suture::engine {
+
+struct PatchInput {
+  std::string origin;            // the file it came from
+  patchfile::Patch patch;
+  bool from_directory = false;   // patches from a directory that match nothing are skipped, not errors
+};
+
+// Reads patch files and directories of patch files (every file in a directory
+// that starts with the patch magic). Throws Error naming the bad file.
+std::vector<PatchInput> load_patch_inputs(const std::vector<std::string>& paths);
+
+struct ApplyOptions {
+  std::chrono::milliseconds timeout{10'000};  // waiting for threads to leave busy functions
+};
+
+struct SkippedPatch {
+  std::string origin;
+  std::string reason;
+};
+
+struct ApplyReport {
+  std::vector<PatchRecord> applied;
+  std::vector<SkippedPatch> skipped;
+  std::chrono::nanoseconds pause{0};   // the longest time any thread was held
+  std::chrono::nanoseconds total{0};   // wall time of the whole operation
+  int attempts = 0;                    // consistency checks made
+  size_t threads = 0;                  // threads held at the switch
+};
+
+// Applies every patch that matches an object of the process, all or nothing.
+ApplyReport apply(pid_t pid, const std::vector<PatchInput>& patches, const ApplyOptions& options);
+
+struct RevertOptions {
+  std::chrono::milliseconds timeout{10'000};
+};
+
+struct RevertReport {
+  std::vector<PatchRecord> reverted;
+  std::chrono::nanoseconds pause{0};
+  std::chrono::nanoseconds total{0};
+  int attempts = 0;
+  size_t threads = 0;
+};
+
+// Reverts the patches with these ids (unique prefixes accepted), or all when empty,
+// newest first. Refuses to revert a patch a newer, remaining one depends on.
+RevertReport revert(pid_t pid, const std::vector<std::string>& ids, const RevertOptions& options);
+
+struct StatusReport {
+  std::vector<PatchRecord> records;   // oldest first
+  std::vector<std::string> problems;  // unreadable records
+};
+
+// Reads the records from the target's memory; does not stop the process.
+StatusReport status(pid_t pid);
+
+}  // namespace suture::engine

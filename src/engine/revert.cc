@@ -1,0 +1,137 @@
+// revert: take patches back, newest first.
+//   1. read the records the target carries; pick the patches to revert
+//   2. refuse when a newer patch that stays depends on one that goes (it replaces
+//      a function the older one replaced too, or its code calls into the older
+//      patch's region)
+//   3. stop the world when no thread is inside the new code of any of them
+//   4. check every entry still holds our jump, then put the original bytes back
+//   5. unmap the regions; release
+#include <algorithm>
+#include <set>
+
+#include "common/error.h"
+#include "common/interrupt.h"
+#include "consistency/stop-the-world.h"
+#include "engine/engine.h"
+#include "engine/patch-region.h"
+#include "engine/target-model.h"
+#include "engine/undo-log.h"
+#include "process/tracee.h"
+
+namespace suture::engine {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::vector<const PatchRecord*> select(const std::vector<PatchRecord>& records, const std::vector<std::string>& ids,
+                                       pid_t pid) {
+  std::vector<const PatchRecord*> chosen;
+  if (ids.empty()) {
+    for (const auto& r : records) chosen.push_back(&r);
+  } else {
+    for (const auto& id : ids) {
+      std::vector<const PatchRecord*> hits;
+      for (const auto& r : records)
+        if (r.id.rfind(id, 0) == 0) hits.push_back(&r);
+      if (hits.empty()) {
+        std::string applied;
+        for (const auto& r : records) applied += (applied.empty() ? "" : ", ") + r.id;
+        fail("process {} has no patch {} (applied: {})", pid, id, applied.empty() ? "none" : applied);
+      }
+      if (hits.size() > 1) fail("'{}' names several patches of process {}; give more of the id", id, pid);
+      if (std::find(chosen.begin(), chosen.end(), hits[0]) == chosen.end()) chosen.push_back(hits[0]);
+    }
+  }
+  // Newest first.
+  std::sort(chosen.begin(), chosen.end(), [](auto* a, auto* b) { return a->sequence > b->sequence; });
+  return chosen;
+}
+
+void check_dependencies(const std::vector<PatchRecord>& records, const std::vector<const PatchRecord*>& chosen) {
+  std::set<const PatchRecord*> going(chosen.begin(), chosen.end());
+  for (const PatchRecord* old : chosen) {
+    for (const auto& newer : records) {
+      if (newer.sequence <= old->sequence || going.count(&newer)) continue;
+      for (const auto& a : old->redirects)
+        for (const auto& b : newer.redirects)
+          if (a.site == b.site)
+            fail("cannot revert patch {}: patch {}, applied after it, replaces {} too; revert {} first", old->id,
+                 newer.id, a.name, newer.id);
+      for (auto address : newer.imports)
+        if (old->region.contains(address))
+          fail("cannot revert patch {}: patch {}, applied after it, uses its code or data at {}; revert {} first",
+               old->id, newer.id, address, newer.id);
+    }
+  }
+}
+
+}  // namespace
+
+RevertReport revert(pid_t pid, const std::vector<std::string>& ids, const RevertOptions& options) {
+  auto started = Clock::now();
+  RevertReport report;
+  process::Tracee tracee(pid);
+  TargetModel model(tracee);
+  const auto& records = model.records();
+  if (records.empty()) fail("process {} has no patches applied", pid);
+
+  auto chosen = select(records, ids, pid);
+  check_dependencies(records, chosen);
+  check_interrupt();
+
+  // No thread may be running (or be about to return into) the code that goes away.
+  std::vector<consistency::BusyRange> busy;
+  for (const auto* r : chosen) busy.push_back({r->text, fmt::format("the code of patch {}", r->id)});
+  auto safe = consistency::wait_for_safe_point(tracee, busy, options.timeout);
+  report.attempts = safe.attempts;
+  if (!safe.safe) {
+    std::string text = fmt::format("refused after {} checks: ", safe.attempts);
+    auto symbolize = [&model](RemoteAddr a) { return model.symbolize(a); };
+    for (size_t i = 0; i < safe.conflicts.size(); ++i)
+      text += (i ? "\n" : "") + consistency::describe(safe.conflicts[i], symbolize);
+    fail("{}", text);
+  }
+  report.threads = tracee.held_threads().size();
+
+  // Every entry must hold our jump (or, for a patch whose apply never finished,
+  // possibly still the original bytes); anything else means someone else wrote
+  // there, and we change nothing.
+  std::vector<std::pair<const RedirectRecord*, bool>> writes;  // redirect, needs restoring
+  for (const auto* r : chosen) {
+    for (const auto& d : r->redirects) {
+      auto now = tracee.memory().read(d.site, d.jump.size());
+      if (now == d.jump) {
+        writes.emplace_back(&d, true);
+      } else if (r->state == RecordState::prepared && now == d.original) {
+        writes.emplace_back(&d, false);
+      } else {
+        fail("patch {}: the entry of {} at {} no longer holds its jump; not reverting anything", r->id, d.name, d.site);
+      }
+    }
+  }
+
+  UndoLog undo;
+  for (const auto& [d, restore] : writes) {
+    if (!restore) continue;
+    tracee.memory().write(d->site, d->original);
+    undo.push(fmt::format("re-redirect {}", d->name), [&tracee, d = *d] { tracee.memory().write(d.site, d.jump); });
+  }
+  // Unmapping cannot be undone, so it comes last, after every write succeeded.
+  for (const auto* r : chosen) unmap_region(tracee, r->region);
+  undo.commit();
+  tracee.release_all();
+
+  report.pause = tracee.longest_hold();
+  for (const auto* r : chosen) report.reverted.push_back(*r);
+  report.total = Clock::now() - started;
+  return report;
+}
+
+StatusReport status(pid_t pid) {
+  process::Memory memory(pid);
+  StatusReport report;
+  report.records = read_records(pid, memory, &report.problems);
+  return report;
+}
+
+}  // namespace suture::engine
