@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -42,5 +43,25 @@ bool starts_with_endbr64(std::span<const uint8_t> code);
 
 // Length of the instruction at the start of `code`, 0 if it does not decode.
 size_t instruction_length(std::span<const uint8_t> code);
+
+// A relative branch (jcc, jmp, call, loop, jrcxz, xbegin) found in a function.
+struct Branch {
+  RemoteAddr from;  // the branch instruction
+  RemoteAddr to;    // its target, which may lie outside the function
+};
+
+struct BranchScan {
+  std::vector<Branch> branches;
+  // Offset of the first byte that did not decode; the scan stops there, so
+  // branches after it are unknown.
+  std::optional<size_t> undecodable_at;
+};
+
+// Decodes `code` (the function at `function`) linearly from its first byte and
+// collects its relative branches. Indirect branches are not seen.
+BranchScan scan_branches(RemoteAddr function, std::span<const uint8_t> code);
+
+// The targets of scan_branches(), up to the first undecodable byte.
+std::vector<RemoteAddr> branch_targets(RemoteAddr function, std::span<const uint8_t> code);
 
 }  // namespace suture::redirect
