@@ -11,6 +11,8 @@
 
 #include <fmt/format.h>
 
+#include "common/error.h"
+
 namespace suture::engine {
 
 class UndoLog {
@@ -33,6 +35,10 @@ class UndoLog {
       steps_.pop_back();
       try {
         step.undo();
+      } catch (const TargetGone&) {
+        // Nothing is left to put back in a process that is gone.
+        steps_.clear();
+        break;
       } catch (const std::exception& e) {
         failures.push_back(fmt::format("{}: {}", step.what, e.what()));
       } catch (...) {
