@@ -46,7 +46,8 @@ using Symbolizer = std::function<std::string(RemoteAddr)>;
 SafePointResult wait_for_safe_point(process::Tracee& tracee, const std::vector<BusyRange>& busy,
                                     std::chrono::milliseconds timeout);
 
-// "thread 1234 (worker-3) is inside parse_request: #0 parse_request+0x1f (server) #1 ..."
+// "thread 1234 (worker-3) is inside parse_request:\n    #0 parse_request+0x1f (server)\n    #1 ..."
+// Frames past #0 are symbolized at their return address minus one (the call).
 std::string describe(const Conflict& conflict, const Symbolizer& symbolize);
 
 }  // namespace suture::consistency

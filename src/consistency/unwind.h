@@ -1,9 +1,12 @@
 // Unwinding the threads of a stopped process with DWARF call-frame information
-// (libunwind-ptrace, memory read through /proc/PID/mem with a page cache), so
-// code built without frame pointers unwinds reliably.
+// (libunwind with accessors of our own: memory read through /proc/PID/mem with a
+// page cache, unwind tables found from the target's memory), so code built
+// without frame pointers unwinds reliably. Not thread-safe: one Unwinder per
+// thread of the controller.
 #pragma once
 
 #include <sys/types.h>
+#include <sys/user.h>
 
 #include <memory>
 #include <string>
@@ -26,9 +29,15 @@ class Unwinder {
   explicit Unwinder(pid_t pid);
   ~Unwinder();
   Unwinder(const Unwinder&) = delete;
-  // The thread must be held (ptrace-stopped) by this process.
+  // The thread must be held (ptrace-stopped) by this process; its registers are
+  // read with PTRACE_GETREGS, so this must run on the thread that holds it.
   Backtrace unwind(pid_t tid, size_t max_frames = 256);
-  // Forget cached memory (call after the target ran).
+  // The same, from registers the caller already has (Tracee::registers), so the
+  // unwinder itself makes no ptrace request and may run on any thread.
+  Backtrace unwind(pid_t tid, const user_regs_struct& registers, size_t max_frames = 256);
+  // Forget cached memory (call after the target ran). Also forgets the unwind
+  // tables found and libunwind's cached frame rules, since objects may have been
+  // loaded or unloaded meanwhile.
   void invalidate();
 
  private:

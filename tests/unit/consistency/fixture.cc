@@ -1,0 +1,229 @@
+// The target of the consistency tests: threads parked in known functions.
+//
+//   parked-K  parked_main -> busy, blocked in read() on a pipe nobody writes
+//             (even K) or in nanosleep() (odd K); it never leaves busy.
+//   deep      deep_main -> recurse x kDepth -> bottom, asleep in nanosleep();
+//             with --deep N there are N of them: deep, deep-1, ... deep-(N-1).
+//   lingerer  lingerer_main -> idle, blocked in read() on a command pipe; on
+//             "linger MS" it runs linger(), which stays for MS ms and returns.
+//   main      reads commands on stdin: "ping" (answers "pong"), "linger MS".
+//
+// It prints "fn NAME ADDRESS SIZE" for the functions the tests look for (from
+// its own dynamic symbol table: it is linked with -rdynamic), "thread NAME TID"
+// for every thread, then "ready". Built with -O2 -fomit-frame-pointer, so only
+// CFI can unwind it.
+#include <dlfcn.h>
+#include <link.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+constexpr int kDepth = 40;
+
+volatile bool g_forever = true;  // keeps the compiler from proving loops endless
+int g_never_written[2];          // pipe the parked readers block on
+int g_commands[2];               // pipe main -> lingerer
+std::atomic<int> g_started{0};
+
+void say(const std::string& line) {
+  std::string text = line + "\n";
+  ssize_t n = ::write(1, text.data(), text.size());
+  (void)n;
+}
+
+void sleep_ms(long ms) {
+  timespec ts{ms / 1000, (ms % 1000) * 1'000'000};
+  while (nanosleep(&ts, &ts) != 0) {
+  }
+}
+
+struct Parked {
+  int index;
+  pid_t tid;
+};
+
+}  // namespace
+
+// The functions the tests look for: not inlined, not cloned, not split; with C
+// names so the fixture can look itself up with dlsym.
+extern "C" {
+
+__attribute__((noinline, noclone)) void busy(int fd) {
+  while (g_forever) {
+    if (fd >= 0) {
+      char c;
+      ssize_t n = ::read(fd, &c, 1);
+      (void)n;
+    } else {
+      sleep_ms(1000);
+    }
+    asm volatile("" ::: "memory");
+  }
+}
+
+__attribute__((noinline, noclone)) int bottom() {
+  while (g_forever) {
+    sleep_ms(1000);
+    asm volatile("" ::: "memory");
+  }
+  return 0;
+}
+
+__attribute__((noinline, noclone)) int recurse(int n) {
+  int r = n == 0 ? bottom() : recurse(n - 1);
+  asm volatile("" : "+r"(r));  // no tail call, no accumulator loop
+  return r + 1;
+}
+
+__attribute__((noinline, noclone)) void linger(long ms) {
+  say("lingering");
+  timespec start;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  for (;;) {
+    timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long elapsed = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1'000'000;
+    if (elapsed >= ms) break;
+    sleep_ms(std::min(5L, ms - elapsed));
+  }
+  asm volatile("" ::: "memory");
+}
+
+__attribute__((noinline, noclone)) long idle(int fd) {
+  long ms = 0;
+  ssize_t n = ::read(fd, &ms, sizeof ms);
+  asm volatile("" ::: "memory");
+  return n == sizeof ms ? ms : -1;
+}
+
+// Never called: a range no thread is in.
+__attribute__((noinline, noclone, used)) int nobody(int x) {
+  asm volatile("" : "+r"(x));
+  return x * 3 + 1;
+}
+
+void* parked_main(void* arg) {
+  auto* self = static_cast<Parked*>(arg);
+  self->tid = static_cast<pid_t>(syscall(SYS_gettid));
+  char name[16];
+  std::snprintf(name, sizeof name, "parked-%d", self->index);
+  pthread_setname_np(pthread_self(), name);
+  g_started.fetch_add(1);
+  busy(self->index % 2 == 0 ? g_never_written[0] : -1);
+  return nullptr;
+}
+
+void* deep_main(void* arg) {
+  auto* self = static_cast<Parked*>(arg);
+  self->tid = static_cast<pid_t>(syscall(SYS_gettid));
+  char name[16];
+  std::snprintf(name, sizeof name, self->index == 0 ? "deep" : "deep-%d", self->index);
+  pthread_setname_np(pthread_self(), name);
+  g_started.fetch_add(1);
+  recurse(kDepth);
+  return nullptr;
+}
+
+void* lingerer_main(void* arg) {
+  *static_cast<pid_t*>(arg) = static_cast<pid_t>(syscall(SYS_gettid));
+  pthread_setname_np(pthread_self(), "lingerer");
+  g_started.fetch_add(1);
+  for (;;) {
+    long ms = idle(g_commands[0]);
+    if (ms < 0) break;
+    linger(ms);
+    say("lingered");
+  }
+  return nullptr;
+}
+
+}  // extern "C"
+
+namespace {
+
+void print_function(const char* name) {
+  Dl_info info;
+  void* symbol_entry = nullptr;
+  void* address = dlsym(RTLD_DEFAULT, name);
+  const auto* symbol = static_cast<const ElfW(Sym)*>(symbol_entry);
+  if (!address || !dladdr1(address, &info, &symbol_entry, RTLD_DL_SYMENT) ||
+      !(symbol = static_cast<const ElfW(Sym)*>(symbol_entry))) {
+    std::fprintf(stderr, "fixture: no symbol for %s\n", name);
+    std::exit(2);
+  }
+  char line[128];
+  std::snprintf(line, sizeof line, "fn %s %#lx %lu", name, reinterpret_cast<unsigned long>(address),
+                static_cast<unsigned long>(symbol->st_size));
+  say(line);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int parked_count = 3, deep_count = 1;
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::strcmp(argv[i], "--parked") == 0) parked_count = std::atoi(argv[i + 1]);
+    if (std::strcmp(argv[i], "--deep") == 0) deep_count = std::atoi(argv[i + 1]);
+  }
+
+  if (pipe(g_never_written) != 0 || pipe(g_commands) != 0) return 2;
+  std::vector<Parked> parked(static_cast<size_t>(parked_count));
+  std::vector<Parked> deep(static_cast<size_t>(deep_count));
+  pid_t lingerer_tid = 0;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 256 * 1024);
+  for (int i = 0; i < parked_count; ++i) {
+    pthread_t thread;
+    parked[static_cast<size_t>(i)].index = i;
+    if (pthread_create(&thread, &attr, parked_main, &parked[static_cast<size_t>(i)]) != 0) return 3;
+  }
+  pthread_t thread;
+  for (int i = 0; i < deep_count; ++i) {
+    deep[static_cast<size_t>(i)].index = i;
+    if (pthread_create(&thread, &attr, deep_main, &deep[static_cast<size_t>(i)]) != 0) return 3;
+  }
+  if (pthread_create(&thread, &attr, lingerer_main, &lingerer_tid) != 0) return 3;
+  while (g_started.load() < parked_count + deep_count + 1) sleep_ms(1);
+
+  print_function("busy");
+  print_function("bottom");
+  print_function("recurse");
+  print_function("linger");
+  print_function("idle");
+  print_function("nobody");
+  print_function("parked_main");
+  print_function("deep_main");
+  print_function("lingerer_main");
+  print_function("main");
+  say("thread main " + std::to_string(getpid()));
+  for (const Parked& p : parked) say("thread parked-" + std::to_string(p.index) + " " + std::to_string(p.tid));
+  for (const Parked& d : deep)
+    say((d.index == 0 ? std::string("thread deep ") : "thread deep-" + std::to_string(d.index) + " ") +
+        std::to_string(d.tid));
+  say("thread lingerer " + std::to_string(lingerer_tid));
+  say("ready");
+
+  char line[256];
+  while (std::fgets(line, sizeof line, stdin)) {
+    long ms = 0;
+    if (std::strncmp(line, "ping", 4) == 0) {
+      say("pong");
+    } else if (std::sscanf(line, "linger %ld", &ms) == 1) {
+      ssize_t n = ::write(g_commands[1], &ms, sizeof ms);
+      (void)n;
+    }
+  }
+  return 0;
+}
