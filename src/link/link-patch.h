@@ -5,8 +5,9 @@
 // protection (never writable and executable at once):
 //   text    r-x  the object's executable sections, then stubs for calls to far
 //                functions (jmp *slot(%rip))
-//   rodata  r--  read-only sections, then the table of far references: GOT slots,
-//                stub slots, TLS module/offset pairs
+//   rodata  r--  read-only sections (and .data.rel.ro*, which needs no writes once
+//                linked), then the table of far references: GOT slots, stub
+//                slots, TLS module/offset pairs
 //   data    rw-  writable sections, .bss zero-filled
 // Sections named .suture.* (metadata), .note.*, .comment, .eh_frame and other
 // non-allocated sections are not placed.

@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "common/remote-addr.h"
@@ -57,10 +58,33 @@ class TargetSymbols {
   // A symbol of objects()[patched] by name and, when non-empty, source file
   // (matched on the basename or a path suffix). Looks at statics too.
   ResolvedSymbol resolve_in_object(std::string_view name, std::string_view file, size_t patched) const;
+  // Like resolve(), but nullopt when no object defines `name` (for undefined
+  // weak references); still throws when the name is ambiguous.
+  std::optional<ResolvedSymbol> find(std::string_view name, size_t patched) const;
 
  private:
+  // One object's symbol tables, indexed by name once (keys view the ElfFile's
+  // strings, which outlive us).
+  struct Tables {
+    const std::vector<elf::Symbol>* dynamic = nullptr;  // .dynsym
+    const std::vector<elf::Symbol>* full = nullptr;     // .symtab (debug file's first), may be empty
+    std::unordered_map<std::string_view, std::vector<uint32_t>> dynamic_by_name;
+    std::unordered_map<std::string_view, std::vector<uint32_t>> full_by_name;
+  };
+  struct Found {
+    size_t object = 0;
+    const elf::Symbol* symbol = nullptr;
+  };
+
+  std::optional<Found> find_global(std::string_view name, size_t patched) const;
+  std::optional<Found> find_in_object_globals(std::string_view name, size_t object) const;
+  std::vector<Found> find_statics(std::string_view name, std::string_view file, size_t object) const;
+  ResolvedSymbol finish(const Found& found) const;
+  std::string object_name(size_t object) const;
+
   std::vector<TargetObject> objects_;
   IfuncResolver resolve_ifunc_;
+  std::vector<Tables> tables_;
 };
 
 }  // namespace suture::link
