@@ -98,7 +98,11 @@ class ElfFile {
   // .dynsym (entry 0 included), with versions.
   const std::vector<Symbol>& dynamic_symbols() const;
   // The relocations (SHT_RELA) that apply to `target`; symbol indexes refer to
-  // symbols() and were checked on load.
+  // symbols() and were checked on load, as was that each one's bytes lie inside
+  // `target`. Only relocatable objects (ET_REL) carry these; for executables and
+  // shared objects the list is always empty (their dynamic relocations are the
+  // dynamic linker's business, not ours), and so it is for compressed (-gz)
+  // debug sections, whose relocations refer to bytes section_bytes() does not give.
   const std::vector<Relocation>& relocations_for(const Section& target) const;
 
   const std::vector<Segment>& segments() const;
@@ -113,6 +117,10 @@ class ElfFile {
   explicit ElfFile(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// How many bytes of the section a relocation of `type` (R_X86_64_*) reads and
+// writes; nullopt for a type the x86-64 psABI does not define.
+std::optional<unsigned> relocation_width(uint32_t type);
 
 // For a stripped binary: the separate debug file that carries its .symtab
 // (/usr/lib/debug/.build-id/xx/yyyy.debug, or .gnu_debuglink), if installed.
