@@ -17,6 +17,7 @@
 #include "common/error.h"
 #include "elf/elf-file.h"
 #include "redirect/entry-jump.h"
+#include "redirect/register-contract.h"
 
 namespace suture::build {
 namespace {
@@ -228,6 +229,49 @@ bool defines(const elf::ElfFile& file, const std::string& name, bool statics_too
   return false;
 }
 
+// Stack bytes a thunk copies when neither function's use of stack arguments
+// could be worked out: 32 eight-byte arguments, far beyond real signatures.
+constexpr uint64_t kUnknownStackArgumentBytes = 256;
+
+// gcc's interprocedural register allocation lets callers keep values in
+// caller-saved registers across a call to a function known not to write them.
+// Finds the registers the old function provably leaves alone and the new one
+// may write: the redirect must preserve those for such callers.
+void register_contract(const elf::ElfFile& target, const TargetView& view, const elf::ElfFile& object,
+                       patchfile::Replacement& r, std::vector<std::string>& notes) {
+  std::map<uint64_t, const elf::Symbol*> by_address;
+  for (const auto* s : view.functions) by_address.emplace(s->value, s);
+  redirect::CalleeLookup callee = [&](RemoteAddr at) -> std::optional<std::pair<RemoteAddr, std::span<const uint8_t>>> {
+    auto it = by_address.find(at.value());
+    if (it == by_address.end()) return std::nullopt;
+    auto code = target.bytes_at_vaddr(it->second->value, it->second->size);
+    if (code.size() != it->second->size) return std::nullopt;
+    return std::make_pair(at, code);
+  };
+  auto old_code = target.bytes_at_vaddr(r.target_value, r.target_size);
+  auto old_fn = redirect::analyze_clobbers(RemoteAddr(r.target_value), old_code, callee);
+
+  const elf::Symbol* fresh = nullptr;
+  for (const auto& s : object.symbols())
+    if (s.name == r.new_symbol && s.defined() && s.shndx < object.sections().size()) fresh = &s;
+  if (!fresh) return;  // parse() of the finished patch reports it
+  const auto& section = object.sections()[fresh->shndx];
+  auto bytes = object.section_bytes(section);
+  if (fresh->value + fresh->size > bytes.size()) return;
+  std::vector<uint64_t> fields;
+  for (const auto& rel : object.relocations_for(section))
+    if (rel.offset >= fresh->value && rel.offset < fresh->value + fresh->size) fields.push_back(rel.offset - fresh->value);
+  auto new_fn = redirect::analyze_unlinked_clobbers(bytes.subspan(fresh->value, fresh->size), fields);
+
+  r.preserve = redirect::registers_to_preserve(old_fn, new_fn);
+  if (r.preserve == 0) return;
+  int64_t stack = old_fn.stack_argument_bytes >= 0 ? old_fn.stack_argument_bytes : new_fn.stack_argument_bytes;
+  r.stack_argument_bytes = stack >= 0 ? static_cast<uint64_t>(stack) : kUnknownStackArgumentBytes;
+  notes.push_back(fmt::format("{} leaves {} alone, which callers may rely on (gcc -fipa-ra); {} may write them, so "
+                              "calls go through a thunk that preserves them",
+                              r.symbol, redirect::describe_registers(r.preserve), r.new_symbol));
+}
+
 }  // namespace
 
 PackResult pack(const PackOptions& options) {
@@ -260,6 +304,7 @@ PackResult pack(const PackOptions& options) {
     if (code.size() != r.target_size)
       fail("{}: {}: its code is not in the file", options.target, r.symbol);
     redirect::plan_entry_jump(spelling, RemoteAddr(r.target_value), code, RemoteAddr(r.target_value + 0x1000));
+    register_contract(target, view, object, r, result.notes);
     patch.replacements.push_back(std::move(r));
   }
   if (patch.replacements.empty())
@@ -287,8 +332,9 @@ PackResult pack(const PackOptions& options) {
   }
 
   // Every undefined symbol must resolve in the target or the libraries it needs.
+  size_t notes_before = result.notes.size();
   auto libs = needed_libraries(target, options.target, options.library_path, result.notes);
-  bool all_libraries_found = result.notes.empty();
+  bool all_libraries_found = result.notes.size() == notes_before;
   std::vector<std::string> unresolved;
   for (const auto& s : object.symbols()) {
     if (s.index == 0 || s.defined() || s.name.empty() || bound.count(s.name)) continue;

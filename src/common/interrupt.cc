@@ -8,6 +8,7 @@ namespace suture {
 namespace {
 
 volatile sig_atomic_t g_interrupted = 0;  // the one piece of global state: a signal flag
+int g_shields = 0;                        // and whether undo is running (single-threaded tool)
 
 void on_signal(int) { g_interrupted = 1; }
 
@@ -24,9 +25,12 @@ void install_interrupt_handlers() {
 bool interrupt_requested() { return g_interrupted != 0; }
 
 void check_interrupt() {
-  if (g_interrupted) throw Interrupted("interrupted by signal; changes to the target were undone");
+  if (g_interrupted && g_shields == 0) throw Interrupted("interrupted by signal; changes to the target were undone");
 }
 
 void clear_interrupt() { g_interrupted = 0; }
+
+InterruptShield::InterruptShield() { ++g_shields; }
+InterruptShield::~InterruptShield() { --g_shields; }
 
 }  // namespace suture

@@ -18,4 +18,14 @@ void check_interrupt();
 // For tests: forget an earlier request.
 void clear_interrupt();
 
+// While one is alive, check_interrupt() does not throw: undoing changes to the
+// target must run to the end even though the user asked us to stop.
+class InterruptShield {
+ public:
+  InterruptShield();
+  ~InterruptShield();
+  InterruptShield(const InterruptShield&) = delete;
+  InterruptShield& operator=(const InterruptShield&) = delete;
+};
+
 }  // namespace suture

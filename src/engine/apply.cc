@@ -33,6 +33,7 @@
 #include "link/link-patch.h"
 #include "process/tracee.h"
 #include "redirect/entry-jump.h"
+#include "redirect/preserving-thunk.h"
 
 namespace suture::engine {
 namespace {
@@ -100,7 +101,11 @@ Prepared prepare(process::Tracee& tracee, TargetModel& model, UndoLog& undo,
   // only imports are unknown yet; leave generous slack for them.
   link::PartSizes sizes = link::measure(elf_object);
   uint64_t record_size = page_round(encode_record(rec).size() + 64 * 24 + kPage);
-  uint64_t total = record_size + sizes.total();
+  uint64_t thunks_size = 0;
+  for (const auto& r : patch.replacements)
+    if (r.preserve) thunks_size += redirect::preserving_thunk_size(r.preserve, r.stack_argument_bytes);
+  thunks_size = page_round(thunks_size);
+  uint64_t total = record_size + sizes.total() + thunks_size;
   regions.push_back(std::make_unique<PatchRegion>(tracee, undo, object.span, total,
                                                   fmt::format("{}{}:{}", kMemfdPrefix, sequence, patch.id)));
   PatchRegion& region = *regions.back();
@@ -115,6 +120,9 @@ Prepared prepare(process::Tracee& tracee, TargetModel& model, UndoLog& undo,
   rec.text = {placement.text, sizes.text};
   rec.rodata = {placement.rodata, sizes.rodata};
   rec.data = {placement.data, sizes.data};
+  const uint64_t thunks_offset = record_size + sizes.total();
+  rec.thunks = {base + static_cast<int64_t>(thunks_offset), thunks_size};
+  std::vector<uint8_t> thunks;
 
   // Link in a local copy that knows its final addresses. IFUNC resolvers may run
   // in the target here; nothing else does.
@@ -137,11 +145,21 @@ Prepared prepare(process::Tracee& tracee, TargetModel& model, UndoLog& undo,
     d.destination_size = 0;
     for (const auto& s : elf_object.symbols())
       if (s.name == r.new_symbol && s.defined()) d.destination_size = s.size;
+    RemoteAddr jump_to = d.destination;
+    if (r.preserve) {
+      // Callers may keep values in registers the old function never wrote: go
+      // through a thunk that keeps them (see pack's register contract).
+      RemoteAddr at = rec.thunks.start + static_cast<int64_t>(thunks.size());
+      auto thunk = redirect::encode_preserving_thunk(at, d.destination, r.preserve, r.stack_argument_bytes);
+      d.thunk = {at, thunk.size()};
+      thunks.insert(thunks.end(), thunk.begin(), thunk.end());
+      jump_to = at;
+    }
     if (!object.span.contains(d.function))
       fail("{}: {} at {} is outside {} as loaded; was the patch packed against this build?", input.origin, r.symbol,
            d.function, object.path);
     auto code = tracee.memory().read(d.function, d.function_size);
-    auto jump = redirect::plan_entry_jump(r.symbol, d.function, code, d.destination);
+    auto jump = redirect::plan_entry_jump(r.symbol, d.function, code, jump_to);
     d.site = jump.site;
     d.original = jump.original;
     d.jump = jump.jump;
@@ -152,6 +170,8 @@ Prepared prepare(process::Tracee& tracee, TargetModel& model, UndoLog& undo,
       // Patched before: threads running the current replacement are inside it too.
       p.busy.push_back({{previous->destination, std::max<uint64_t>(previous->destination_size, 1)},
                         fmt::format("{} (as patched by {})", r.symbol, owner->id)});
+      if (!previous->thunk.empty())
+        p.busy.push_back({previous->thunk, fmt::format("{} (thunk of {})", r.symbol, owner->id)});
     }
   }
   if (rec.imports.size() > 64) {
@@ -170,10 +190,13 @@ Prepared prepare(process::Tracee& tracee, TargetModel& model, UndoLog& undo,
   region.write(record_size, linked.text);
   region.write(record_size + sizes.text, linked.rodata);
   region.write(record_size + sizes.text + sizes.rodata, linked.data);
+  thunks.resize(thunks_size, 0xcc);  // int3 padding
+  region.write(thunks_offset, thunks);
   region.map({{0, record_size, PROT_READ},
               {record_size, sizes.text, PROT_READ | PROT_EXEC},
               {record_size + sizes.text, sizes.rodata, PROT_READ},
-              {record_size + sizes.text + sizes.rodata, sizes.data, PROT_READ | PROT_WRITE}});
+              {record_size + sizes.text + sizes.rodata, sizes.data, PROT_READ | PROT_WRITE},
+              {thunks_offset, thunks_size, PROT_READ | PROT_EXEC}});
   return p;
 }
 

@@ -82,7 +82,8 @@ std::vector<uint8_t> encode_record(const PatchRecord& r) {
                          {"original", hex_bytes(d.original)},
                          {"jump", hex_bytes(d.jump)},
                          {"destination", hex_addr(d.destination)},
-                         {"destination_size", d.destination_size}});
+                         {"destination_size", d.destination_size},
+                         {"thunk", range_json(d.thunk)}});
   }
   json imports = json::array();
   for (auto a : r.imports) imports.push_back(hex_addr(a));
@@ -91,6 +92,7 @@ std::vector<uint8_t> encode_record(const PatchRecord& r) {
             {"object", r.object_path},        {"applied_unix", r.applied_unix},
             {"region", range_json(r.region)}, {"text", range_json(r.text)},
             {"rodata", range_json(r.rodata)}, {"data", range_json(r.data)},
+            {"thunks", range_json(r.thunks)},
             {"redirects", redirects},         {"imports", imports}};
   std::string text = j.dump();
 
@@ -127,6 +129,7 @@ PatchRecord decode_record(std::span<const uint8_t> bytes, std::string_view origi
     r.text = parse_range(j.at("text"));
     r.rodata = parse_range(j.at("rodata"));
     r.data = parse_range(j.at("data"));
+    r.thunks = parse_range(j.at("thunks"));
     for (const auto& d : j.at("redirects")) {
       RedirectRecord rr;
       rr.name = d.at("name").get<std::string>();
@@ -137,6 +140,7 @@ PatchRecord decode_record(std::span<const uint8_t> bytes, std::string_view origi
       rr.jump = parse_bytes(d.at("jump").get<std::string>());
       rr.destination = parse_addr(d.at("destination"));
       rr.destination_size = d.at("destination_size").get<uint64_t>();
+      rr.thunk = parse_range(d.at("thunk"));
       if (rr.original.size() != rr.jump.size() || rr.jump.empty()) throw Error("redirect byte counts differ");
       r.redirects.push_back(std::move(rr));
     }

@@ -47,6 +47,7 @@ struct RedirectRecord {
   std::vector<uint8_t> jump;     // the jump
   RemoteAddr destination;        // the new function
   uint64_t destination_size = 0;
+  RemoteRange thunk;             // the register-preserving thunk the jump goes to, if any
 };
 
 struct PatchRecord {
@@ -59,10 +60,13 @@ struct PatchRecord {
   RecordState state = RecordState::prepared;
   RemoteRange region;          // the whole mapping, record included
   RemoteRange text, rodata, data;
+  RemoteRange thunks;          // r-x, after data; empty when no redirect needs a thunk
   std::vector<RedirectRecord> redirects;
   std::vector<RemoteAddr> imports;  // target addresses the patch's code refers to
 
   RemoteAddr record_address() const { return region.start; }
+  // Whether `address` is in code of this patch (its text or its thunks).
+  bool runs(RemoteAddr address) const { return text.contains(address) || thunks.contains(address); }
 };
 
 // The record's bytes (header + JSON), not padded.

@@ -81,7 +81,10 @@ RevertReport revert(pid_t pid, const std::vector<std::string>& ids, const Revert
 
   // No thread may be running (or be about to return into) the code that goes away.
   std::vector<consistency::BusyRange> busy;
-  for (const auto* r : chosen) busy.push_back({r->text, fmt::format("the code of patch {}", r->id)});
+  for (const auto* r : chosen) {
+    busy.push_back({r->text, fmt::format("the code of patch {}", r->id)});
+    if (!r->thunks.empty()) busy.push_back({r->thunks, fmt::format("the thunks of patch {}", r->id)});
+  }
   auto safe = consistency::wait_for_safe_point(tracee, busy, options.timeout);
   report.attempts = safe.attempts;
   if (!safe.safe) {

@@ -79,7 +79,9 @@ std::optional<size_t> TargetModel::find_by_build_id(const std::string& build_id)
 
 std::string TargetModel::symbolize(RemoteAddr address) const {
   for (const auto& r : records_) {
-    if (!r.text.contains(address)) continue;
+    if (!r.runs(address)) continue;
+    for (const auto& d : r.redirects)
+      if (d.thunk.contains(address)) return fmt::format("thunk of {} (patch {})", d.name, r.id);
     for (const auto& d : r.redirects)
       if (address >= d.destination && address < d.destination + static_cast<int64_t>(d.destination_size))
         return fmt::format("{}+{:#x} (patch {})", d.name, address - d.destination, r.id);

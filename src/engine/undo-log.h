@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "common/interrupt.h"
 
 namespace suture::engine {
 
@@ -29,6 +30,7 @@ class UndoLog {
 
   // Runs the undos newest first; returns the descriptions of the ones that failed.
   std::vector<std::string> rollback() noexcept {
+    InterruptShield shield;
     std::vector<std::string> failures;
     while (!steps_.empty()) {
       auto step = std::move(steps_.back());

@@ -213,6 +213,14 @@ class Parser {
       replacement.target_value = number(entry, where, "target_value");
       replacement.target_size = number(entry, where, "target_size");
       replacement.new_symbol = string(entry, where, "new_symbol");
+      uint64_t preserve = number(entry, where, "preserve");
+      if (preserve & ~uint64_t{kPreservableRegisters})
+        bad("metadata: {}.preserve: {:#x} names registers that are not caller-saved", where, preserve);
+      replacement.preserve = static_cast<uint32_t>(preserve);
+      replacement.stack_argument_bytes = number(entry, where, "stack_argument_bytes");
+      if (replacement.stack_argument_bytes > max_stack_argument_bytes)
+        bad("metadata: {}.stack_argument_bytes: {} is more than {}", where, replacement.stack_argument_bytes,
+            max_stack_argument_bytes);
     }
 
     const auto& bindings = array(root, "", "bindings");
@@ -427,7 +435,9 @@ std::vector<uint8_t> serialize(const Patch& patch) {
                             {"file", r.file},
                             {"target_value", r.target_value},
                             {"target_size", r.target_size},
-                            {"new_symbol", r.new_symbol}});
+                            {"new_symbol", r.new_symbol},
+                            {"preserve", r.preserve},
+                            {"stack_argument_bytes", r.stack_argument_bytes}});
   }
   auto& bindings = metadata["bindings"] = nlohmann::ordered_json::array();
   for (const Binding& b : patch.bindings) {
@@ -474,6 +484,8 @@ void assign_id(Patch& patch) {
     fnv.add_string(r.symbol);
     fnv.add_string(r.file);
     fnv.add_string(r.new_symbol);
+    fnv.add_u64(r.preserve);
+    fnv.add_u64(r.stack_argument_bytes);
   }
   fnv.add_u64(patch.bindings.size());
   for (const Binding& b : patch.bindings) {

@@ -30,7 +30,18 @@ struct Replacement {
   uint64_t target_value = 0;  // st_value of the old function in the target object
   uint64_t target_size = 0;   // st_size of the old function
   std::string new_symbol;   // the defining symbol in the patch object
+  // Caller-saved registers the old function provably leaves alone and the new one
+  // may write (bits 0-15: rax..r15 in hardware order, 16-31: xmm0-15). Callers
+  // compiled with interprocedural register allocation may keep values in them
+  // across the call, so the redirect goes through a thunk that preserves them.
+  uint32_t preserve = 0;
+  // Bytes of stack-passed arguments the thunk copies for the new function.
+  uint64_t stack_argument_bytes = 0;
 };
+
+// The registers `preserve` may name: rax rcx rdx rsi rdi r8-r11 and xmm0-15.
+inline constexpr uint32_t kPreservableRegisters = 0xffff0fc7u;
+inline constexpr uint64_t max_stack_argument_bytes = 4096;
 
 // An undefined symbol of the patch object bound to a particular target symbol.
 struct Binding {

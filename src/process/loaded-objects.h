@@ -15,12 +15,13 @@
 namespace suture::process {
 
 struct LoadedObject {
-  std::string path;          // as in /proc/PID/maps (or l_name)
+  std::string path;          // as in /proc/PID/maps (or l_name: "linux-vdso.so.1" for the vdso)
   RemoteAddr bias;           // l_addr: runtime address = bias + st_value
   RemoteAddr link_map;       // address of its struct link_map, null if unknown
-  std::string build_id;      // hex, read from the file on disk at `path`
+  std::string build_id;      // hex, read from the file on disk at `path` (the vdso's from memory)
   std::vector<Mapping> mappings;  // the mappings of this file
-  RemoteRange span;          // lowest start .. highest end of those mappings
+  RemoteRange span;          // lowest start .. highest end of those mappings and of the
+                             // PT_LOAD segments (so .bss beyond the file is included)
   size_t load_order = 0;     // position in the link_map list (0 = executable)
   bool is_main_executable = false;
   bool is_vdso = false;

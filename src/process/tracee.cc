@@ -1,1 +1,995 @@
-// placeholder: implemented in progress
+// Holding the threads of a live process, and running code in one of them.
+//
+// The problem. To patch a process we must stop its threads (all of them to
+// check stacks and write jumps, one of them to run mmap), and the process must
+// not be able to tell afterwards: no lost or duplicated signals, no stray
+// SIGSTOP or SIGTRAP, no system call failing with EINTR that would otherwise have
+// been restarted, no register or FPU state changed.
+//
+// Holding. PTRACE_SEIZE attaches without sending anything, and PTRACE_INTERRUPT
+// traps the thread at its next return towards user mode, from inside the kernel's
+// signal loop (get_signal), which is where blocking system calls come back with
+// -ERESTART*: the kernel decides about restarting only after that trap, from the
+// registers it finds then. So as long as a held thread gets its registers back
+// exactly, its interrupted read() or nanosleep() restarts as if nothing happened.
+// Every trap clears a pending interrupt, so the first stop we collect for a
+// thread may also be a signal-delivery-stop (a signal raced with us) or, while
+// holding everything, a PTRACE_EVENT_CLONE stop in a thread that was creating a
+// thread; the new thread is attached by the kernel (PTRACE_O_TRACECLONE) and
+// starts in a stop of its own. hold_all() re-lists /proc/PID/task until a listing
+// shows nothing new while every known thread is stopped: then nobody is left who
+// could create a thread.
+//
+// Signals. A thread held in a signal-delivery-stop stays in it, and is detached
+// with that signal (and its original siginfo), so it is delivered exactly as the
+// kernel would have. While we run code on a held thread its signal mask blocks
+// everything the kernel would not force on it, so signals that arrive meanwhile
+// stay pending in the kernel and are delivered, once, after release. The rare
+// signal we still take from a thread (an unblockable SIGSTOP, one the kernel
+// would force, one that raced with our interrupt) is recorded and given back at
+// release by injecting it from a signal-delivery-stop; a thread that is in an
+// interrupt stop instead is first stepped through a getpid() to land in one.
+// Further signals of that thread are queued again with their siginfo. A group
+// stop (someone sent SIGSTOP) is left to the kernel: detaching a thread while
+// its group is stopped puts it back into the group stop.
+//
+// The kernel resets the handler of a forced signal that is blocked or ignored.
+// Our single-step and int3 traps are forced SIGTRAPs, so SIGTRAP stays unblocked
+// while our code runs, and a process that ignores SIGTRAP is refused.
+//
+// Running code. A system call is made by single-stepping a `syscall` instruction
+// that already exists in the target (the vdso has one), with orig_rax = -1 so
+// that the kernel's restart logic leaves our call alone; a function is called
+// with a return address that points at an existing int3 byte. Nothing of the
+// target's code is modified; call() writes only its return address, below the
+// red zone of the thread's stack, and puts the old bytes back.
+//
+// Rejected: PTRACE_ATTACH (sends SIGSTOP, which the target and its parent can
+// observe); writing `syscall; int3` over libc (other threads may be executing
+// those bytes); stopping threads with tgkill(SIGSTOP) (group-stop semantics and
+// a visible signal); PTRACE_SYSCALL to run system calls (when the call returns
+// through the syscall-exit stop instead of the signal loop, the restart of the
+// thread's own interrupted call would not happen). Waiting uses a polled
+// waitpid(tid, __WALL | WNOHANG): a blocking wait could hang forever on a thread
+// stuck in uninterruptible sleep, and waitpid(-1) would steal statuses of other
+// children of the controller.
+#include "process/tracee.h"
+
+#include <elf.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+#include "common/error.h"
+#include "common/interrupt.h"
+#include "process/maps.h"
+#include "process/proc-files.h"
+
+namespace suture::process {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A thread that takes this long to reach a stop is stuck in uninterruptible
+// sleep (or we have a bug); either way, give up cleanly rather than hang.
+constexpr auto kStopTimeout = std::chrono::seconds(10);
+// Single-stepping one system call we chose (mmap, mprotect, ...).
+constexpr auto kStepTimeout = std::chrono::seconds(10);
+// At release, how long to wait for a thread we interrupted to actually stop.
+constexpr auto kReleaseTimeout = std::chrono::seconds(5);
+
+constexpr uint64_t sig_bit(int sig) { return 1ULL << (sig - 1); }
+
+// Signals the kernel forces on a thread (and, if they are blocked or ignored,
+// forces by resetting the handler to SIG_DFL). We never block them: doing so
+// around a single-step would cost the target its SIGTRAP handler.
+constexpr uint64_t kForcedSignals = sig_bit(SIGTRAP) | sig_bit(SIGSYS) | sig_bit(SIGSEGV) | sig_bit(SIGBUS) |
+                                    sig_bit(SIGILL) | sig_bit(SIGFPE);
+constexpr uint64_t kMaskWhileRunning = ~kForcedSignals;
+
+constexpr size_t kXstateBufferSize = 16384;  // more than any x86 XSAVE area, AMX included
+
+enum class StopKind {
+  Gone,       // exited (or no longer ours)
+  Event,      // PTRACE_EVENT_STOP: interrupt or group stop, from inside get_signal()
+  SyscallEvent,  // PTRACE_EVENT_CLONE/FORK/...: stopped in the middle of a system call
+  Signal,     // signal-delivery-stop
+};
+
+struct Stop {
+  StopKind kind = StopKind::Gone;
+  int signal = 0;
+  int event = 0;
+};
+
+Stop decode(int status) {
+  if (!WIFSTOPPED(status)) return {};
+  Stop stop;
+  stop.signal = WSTOPSIG(status);
+  stop.event = status >> 16;
+  if (stop.event == PTRACE_EVENT_STOP) stop.kind = StopKind::Event;
+  else if (stop.event != 0) stop.kind = StopKind::SyscallEvent;
+  else stop.kind = StopKind::Signal;
+  return stop;
+}
+
+// Yields for the first 200 us (a stop usually takes tens of microseconds, and
+// on a busy machine the thread we wait for may need our core), then sleeps in
+// short intervals, which cost little CPU.
+class Backoff {
+ public:
+  void pause() {
+    if (Clock::now() - started_ < std::chrono::microseconds(200)) {
+      sched_yield();
+    } else {
+      // Capped low: a stop that takes milliseconds (the thread waits for a
+      // CPU) should not then wait for our sleep as well.
+      long micros = std::min(20L << std::min(sleeps_++, 3), 100L);
+      timespec ts{0, micros * 1000};
+      nanosleep(&ts, nullptr);
+    }
+  }
+  // True every few milliseconds once the wait is long: time to look in /proc
+  // for a thread that is gone without a status for us.
+  bool time_to_look() {
+    auto now = Clock::now();
+    if (now - started_ < std::chrono::milliseconds(5) || now - last_look_ < std::chrono::milliseconds(5)) return false;
+    last_look_ = now;
+    return true;
+  }
+
+ private:
+  Clock::time_point started_ = Clock::now();
+  Clock::time_point last_look_{};
+  int sleeps_ = 0;
+};
+
+struct Thread {
+  pid_t tid = 0;
+  std::string name;
+  char state = '?';
+  Clock::time_point held_since{};
+  bool stopped = false;       // in a ptrace-stop we have collected
+  bool stop_is_signal = false;  // ...a signal-delivery-stop: a signal can be injected on resume
+  bool can_run_code = false;  // ...and not in the middle of a system call of its own
+  bool foreign = false;       // a child process auto-attached by TRACECLONE: let go at once
+  // Signals taken from the thread while we held it, to give back at release.
+  std::vector<siginfo_t> deferred;
+};
+
+bool is_synchronous_fault(const siginfo_t& info) {
+  // Raised by the faulting instruction, which runs again on resume: giving it
+  // back as well would deliver it twice.
+  switch (info.si_signo) {
+    case SIGSEGV:
+    case SIGBUS:
+    case SIGILL:
+    case SIGFPE: return info.si_code > 0;
+    default: return false;
+  }
+}
+
+std::string signal_name(int sig) {
+  const char* abbrev = sigabbrev_np(sig);
+  return abbrev ? fmt::format("SIG{}", abbrev) : fmt::format("signal {}", sig);
+}
+
+}  // namespace
+
+struct Tracee::Impl {
+  pid_t pid;
+  Memory memory;
+  bool target_is_our_child = false;
+  std::map<pid_t, Thread> threads;  // seized threads (held once `stopped`)
+  bool holding_all = false;
+  pid_t worker = 0;  // the thread from hold_one()
+  std::optional<RemoteAddr> syscall_insn;
+  std::optional<RemoteAddr> trap_insn;
+  std::optional<bool> sigtrap_ignored;
+  std::chrono::nanoseconds longest{0};
+
+  Impl(pid_t p, Memory m) : pid(p), memory(std::move(m)) {}
+
+  // A thread we held went away (killed, or its process exited).
+  [[noreturn]] void throw_gone(pid_t tid) {
+    forget(tid);
+    if (!process_alive(pid)) throw TargetGone(fmt::format("process {} exited", pid));
+    throw TargetGone(fmt::format("process {}: thread {} exited", pid, tid));
+  }
+
+  // --- waiting --------------------------------------------------------------
+
+  // The pending wait status of `tid`, if any; 0 ("exited") when it is not our
+  // tracee any more. When the target is our own child, the leader's exit is
+  // also its parent's news: we look at it without reaping it.
+  std::optional<int> try_wait(pid_t tid) {
+    if (tid == pid && target_is_our_child) {
+      siginfo_t info{};
+      for (;;) {
+        if (waitid(P_PID, static_cast<id_t>(tid), &info, WEXITED | WSTOPPED | __WALL | WNOHANG | WNOWAIT) == 0) break;
+        if (errno != EINTR) return 0;
+      }
+      if (info.si_pid == 0) return std::nullopt;
+      if (info.si_code != CLD_TRAPPED && info.si_code != CLD_STOPPED) return 0;
+    }
+    for (;;) {
+      int status = 0;
+      pid_t r = waitpid(tid, &status, __WALL | WNOHANG);
+      if (r == tid) return status;
+      if (r == 0) return std::nullopt;
+      if (errno != EINTR) return 0;  // ECHILD: not (or no longer) our tracee
+    }
+  }
+
+  // The next wait status of `tid`; a synthetic "exited" status when the thread
+  // is gone without one for us (a zombie leader is reported only when its whole
+  // group is dead). nullopt at the deadline.
+  std::optional<int> wait_status(pid_t tid, Clock::time_point deadline, bool interruptible) {
+    Backoff backoff;
+    for (;;) {
+      if (auto status = try_wait(tid)) return status;
+      if (interruptible) check_interrupt();
+      if (backoff.time_to_look()) {
+        char state = thread_state(pid, tid);
+        if (state == '\0' || state == 'X' || (state == 'Z' && tid == pid)) return 0;
+      }
+      if (Clock::now() >= deadline) return std::nullopt;
+      backoff.pause();
+    }
+  }
+
+  // --- seizing --------------------------------------------------------------
+
+  // Attaches to `tid` and asks it to stop. Returns false if it is gone.
+  bool seize(pid_t tid, bool trace_clone) {
+    char state = thread_state(pid, tid);
+    if (state == '\0' || state == 'Z' || state == 'X') return false;
+    Thread t;
+    t.tid = tid;
+    t.state = state;
+    long options = trace_clone ? PTRACE_O_TRACECLONE : 0;
+    for (int attempt = 0; ptrace(PTRACE_SEIZE, tid, nullptr, reinterpret_cast<void*>(options)) != 0; ++attempt) {
+      int err = errno;
+      if (err == ESRCH) return false;
+      state = thread_state(pid, tid);
+      if (state == '\0' || state == 'Z' || state == 'X') return false;
+      auto tracer = status_field(pid, tid, "TracerPid");
+      if (tracer && *tracer == std::to_string(gettid())) {
+        // Attached already by the kernel (TRACECLONE) before we heard of its
+        // creation; its first stop is on the way.
+        t.held_since = Clock::now();
+        threads.emplace(tid, std::move(t));
+        return true;
+      }
+      if (tracer && *tracer != "0")
+        fail("process {}: thread {} is already traced by process {} (a debugger?)", pid, tid, *tracer);
+      // A thread on its way out refuses attachment before it shows as a
+      // zombie; give it a moment to finish.
+      if (attempt == 50) fail("process {}: cannot attach to thread {}: {}", pid, tid, errno_text(err));
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    t.held_since = Clock::now();
+    threads.emplace(tid, std::move(t));
+    if (ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0 && errno != ESRCH)
+      fail("process {}: cannot interrupt thread {}: {}", pid, tid, errno_text(errno));
+    return true;
+  }
+
+  // A thread the kernel attached for us when a traced thread called clone().
+  void adopt(pid_t child) {
+    if (threads.contains(child)) return;
+    Thread t;
+    t.tid = child;
+    t.held_since = Clock::now();
+    t.state = 'R';
+    // clone() without CLONE_THREAD makes a process, not one of our threads.
+    t.foreign = thread_state(pid, child) == '\0' && access(fmt::format("/proc/{}", child).c_str(), F_OK) == 0;
+    threads.emplace(child, std::move(t));
+  }
+
+  // Takes in a status of a thread we are holding or about to hold. Returns false
+  // if the thread is gone (and forgotten).
+  bool absorb(pid_t tid, int status) {
+    auto it = threads.find(tid);
+    if (it == threads.end()) return false;
+    Thread& t = it->second;
+    Stop stop = decode(status);
+    if (stop.kind == StopKind::Gone) {
+      threads.erase(it);
+      if (worker == tid) worker = 0;
+      return false;
+    }
+    t.stopped = true;
+    t.stop_is_signal = stop.kind == StopKind::Signal;
+    t.can_run_code = stop.kind == StopKind::Event || stop.kind == StopKind::Signal;
+    if (stop.kind == StopKind::SyscallEvent &&
+        (stop.event == PTRACE_EVENT_CLONE || stop.event == PTRACE_EVENT_FORK || stop.event == PTRACE_EVENT_VFORK)) {
+      unsigned long child = 0;
+      if (ptrace(PTRACE_GETEVENTMSG, tid, nullptr, &child) == 0 && child > 0) adopt(static_cast<pid_t>(child));
+    }
+    if (stop.kind == StopKind::Signal) {
+      // Raced with our interrupt: keep the thread in this stop and deliver the
+      // signal when we let it go.
+      siginfo_t info{};
+      if (ptrace(PTRACE_GETSIGINFO, tid, nullptr, &info) != 0) {
+        info = siginfo_t{};
+        info.si_signo = stop.signal;
+        info.si_code = SI_USER;
+      }
+      t.deferred.push_back(info);
+    }
+    if (t.foreign) {
+      release_thread(t);
+      threads.erase(tid);
+      return false;
+    }
+    return true;
+  }
+
+  // Collects the first stop of every seized thread that has not stopped yet.
+  void wait_all_stopped(bool interruptible) {
+    auto deadline = Clock::now() + kStopTimeout;
+    Backoff backoff;
+    for (;;) {
+      std::vector<pid_t> pending;
+      for (auto& [tid, t] : threads)
+        if (!t.stopped) pending.push_back(tid);
+      if (pending.empty()) return;
+      bool progress = false;
+      for (pid_t tid : pending) {
+        if (auto status = try_wait(tid)) {
+          absorb(tid, *status);
+          progress = true;
+        }
+      }
+      if (progress) continue;
+      if (interruptible) check_interrupt();
+      if (backoff.time_to_look()) {
+        for (pid_t tid : pending) {
+          char state = thread_state(pid, tid);
+          if (state == '\0' || state == 'X' || (state == 'Z' && tid == pid)) absorb(tid, 0);
+        }
+        if (!process_alive(pid)) throw TargetGone(fmt::format("process {} exited", pid));
+      }
+      if (Clock::now() >= deadline) {
+        pid_t tid = pending.front();
+        fail("process {}: thread {} ({}) did not stop within {} s (state {})", pid, tid, thread_name(pid, tid),
+             std::chrono::duration_cast<std::chrono::seconds>(kStopTimeout).count(), thread_state(pid, tid));
+      }
+      backoff.pause();
+    }
+  }
+
+  // --- releasing -------------------------------------------------------------
+
+  void requeue(const Thread& t, const siginfo_t& info) const {
+    if (is_synchronous_fault(info)) return;
+    // The kernel lets another process queue a siginfo only with a negative
+    // si_code other than SI_TKILL (sigqueue, timers, ...); kill() and kernel
+    // signals are re-sent plainly, which keeps the signal but not its sender.
+    if (info.si_code < 0 && info.si_code != SI_TKILL) {
+      siginfo_t copy = info;
+      if (::syscall(SYS_rt_tgsigqueueinfo, pid, t.tid, info.si_signo, &copy) == 0) return;
+    }
+    ::syscall(SYS_tgkill, pid, t.tid, info.si_signo);
+  }
+
+  void reap_dead(pid_t tid) const {
+    // A traced thread that died stays a zombie until its tracer reaps it, and
+    // its process cannot be reaped by its parent before then. The leader is
+    // the parent's to reap if the parent is us.
+    if (tid == pid && target_is_our_child) return;
+    int status;
+    auto deadline = Clock::now() + std::chrono::milliseconds(200);
+    Backoff backoff;
+    while (Clock::now() < deadline) {
+      pid_t r = waitpid(tid, &status, __WALL | WNOHANG);
+      if (r == tid && !WIFSTOPPED(status)) return;
+      // Alive after all and in a stop: never leave it there.
+      if (r == tid) ptrace(PTRACE_DETACH, tid, nullptr, nullptr);
+      if (r < 0 && errno != EINTR) return;
+      backoff.pause();
+    }
+  }
+
+  void note_hold_ended(const Thread& t) {
+    if (t.held_since == Clock::time_point{}) return;
+    longest = std::max(longest, std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t.held_since));
+  }
+
+  // Lets one thread go. Never throws.
+  void release_thread(Thread& t) noexcept {
+    try {
+      if (!t.stopped) {
+        auto status = wait_status(t.tid, Clock::now() + kReleaseTimeout, false);
+        if (!status) return;  // stuck; detaching needs a stop. Nothing safe is left to do.
+        pid_t tid = t.tid;
+        // `t` is erased by absorb() when it returns false.
+        if (!absorb(tid, *status)) {
+          reap_dead(tid);
+          return;
+        }
+      }
+      if (!t.deferred.empty() && !t.stop_is_signal && t.can_run_code && sigtrap_ignored == false) {
+        // Only a signal-delivery-stop can hand a signal back exactly; one
+        // harmless system call ends in one (its single-step trap). Queuing
+        // instead would merge two equal standard signals into one.
+        pid_t tid = t.tid;
+        try {
+          run_syscall(tid, SYS_getpid, {});
+        } catch (...) {
+          if (!threads.contains(tid)) return;
+        }
+      }
+      int inject = 0;
+      size_t first_to_requeue = 0;
+      if (!t.deferred.empty() && t.stop_is_signal) {
+        siginfo_t info = t.deferred.front();
+        if (ptrace(PTRACE_SETSIGINFO, t.tid, nullptr, &info) == 0) {
+          inject = info.si_signo;
+          first_to_requeue = 1;
+        }
+      }
+      for (size_t i = first_to_requeue; i < t.deferred.size(); ++i) requeue(t, t.deferred[i]);
+      t.deferred.clear();
+      note_hold_ended(t);
+      if (ptrace(PTRACE_DETACH, t.tid, nullptr, reinterpret_cast<void*>(static_cast<long>(inject))) != 0 &&
+          errno == ESRCH)
+        reap_dead(t.tid);
+      t.stopped = false;
+    } catch (...) {
+      // Only the allocation in a message could throw here; nothing to undo.
+    }
+  }
+
+  void release_one(pid_t tid) noexcept {
+    auto it = threads.find(tid);
+    if (it == threads.end()) return;
+    release_thread(it->second);
+    threads.erase(tid);  // by key: release_thread() may have erased it already
+    if (worker == tid) worker = 0;
+  }
+
+  void release_all() noexcept {
+    // Releasing a thread may reveal one it had just created; loop until empty.
+    while (!threads.empty()) release_one(threads.begin()->first);
+    holding_all = false;
+    worker = 0;
+  }
+
+  // --- holding ---------------------------------------------------------------
+
+  void hold_all() {
+    // A worker held alone was seized without TRACECLONE. That it is still in
+    // its stop is checked on the way: a thread killed since is not.
+    std::vector<pid_t> known;
+    for (auto& [tid, t] : threads) known.push_back(tid);
+    for (pid_t tid : known) {
+      if (ptrace(PTRACE_SETOPTIONS, tid, nullptr, reinterpret_cast<void*>(long{PTRACE_O_TRACECLONE})) == 0) continue;
+      threads[tid].stopped = false;  // collect whatever it reports next (most likely its exit)
+    }
+    wait_all_stopped(true);
+    holding_all = true;
+    auto deadline = Clock::now() + 3 * kStopTimeout;
+    for (;;) {
+      check_interrupt();
+      if (Clock::now() >= deadline) fail("process {}: its threads could not all be held (threads keep appearing)", pid);
+      bool found_new = false;
+      for (pid_t tid : list_threads(pid)) {
+        if (threads.contains(tid)) continue;
+        if (seize(tid, true)) found_new = true;
+      }
+      wait_all_stopped(true);
+      if (threads.empty()) {
+        if (!process_alive(pid)) throw TargetGone(fmt::format("process {} exited", pid));
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));  // threads are exiting and starting
+        continue;
+      }
+      if (!found_new) break;
+    }
+  }
+
+  pid_t hold_one() {
+    if (worker != 0) {
+      auto it = threads.find(worker);
+      if (it != threads.end() && it->second.stopped && it->second.can_run_code) return worker;
+      worker = 0;
+    }
+    if (holding_all) {
+      worker = pick_held();
+      return worker;
+    }
+    // A thread blocked in a system call is serving no one, best one the kernel
+    // restarts unseen; a stopped one (group stop) costs nothing either; a
+    // running one is last. The first ideal candidate ends the search.
+    std::vector<std::pair<int, pid_t>> candidates;
+    for (pid_t tid : list_threads(pid)) {
+      char state = thread_state(pid, tid);
+      int rank;
+      switch (state) {
+        case 'S': rank = interrupt_is_visible_in(tid) ? 1 : 0; break;
+        case 'T': rank = 2; break;
+        case 'R': rank = 3; break;
+        case 'D': rank = 4; break;
+        default: continue;  // zombie, dead, or traced by someone else
+      }
+      candidates.emplace_back(rank, tid);
+      if (rank == 0) break;
+    }
+    std::stable_sort(candidates.begin(), candidates.end());
+    for (auto [rank, tid] : candidates) {
+      check_interrupt();
+      if (threads.contains(tid)) continue;
+      if (!seize(tid, false)) continue;
+      wait_all_stopped(true);
+      auto it = threads.find(tid);
+      if (it == threads.end()) continue;  // exited meanwhile
+      if (!it->second.can_run_code) {
+        release_one(tid);
+        continue;
+      }
+      worker = tid;
+      return tid;
+    }
+    if (!process_alive(pid)) throw TargetGone(fmt::format("process {} exited", pid));
+    fail("process {}: no thread could be held", pid);
+  }
+
+  // Whether the system call `tid` is blocked in fails with EINTR when the
+  // thread is stopped and resumed, even without a signal handler (signal(7):
+  // "Interruption of system calls ... by stop signals"); ptrace stops count.
+  bool interrupt_is_visible_in(pid_t tid) const {
+    auto text = read_proc_file(fmt::format("/proc/{}/task/{}/syscall", pid, tid));
+    if (!text) return false;
+    switch (std::atol(text->c_str())) {
+      case SYS_epoll_wait:
+      case SYS_epoll_pwait:
+      case SYS_epoll_pwait2:
+      case SYS_semop:
+      case SYS_semtimedop:
+      case SYS_rt_sigtimedwait:
+      case SYS_io_getevents:
+      case SYS_io_pgetevents:
+      case SYS_io_uring_enter: return true;
+      default: return false;
+    }
+  }
+
+  // A held thread to run code on: the worker, else one that was blocked in a
+  // system call when we held it.
+  pid_t pick_held() {
+    if (worker != 0 && threads.contains(worker) && threads[worker].stopped && threads[worker].can_run_code)
+      return worker;
+    pid_t best = 0;
+    for (auto& [tid, t] : threads) {
+      if (!t.stopped || !t.can_run_code) continue;
+      if (best == 0 || (t.state == 'S' && threads[best].state != 'S')) best = tid;
+    }
+    if (best == 0) {
+      if (threads.empty() && !process_alive(pid)) throw TargetGone(fmt::format("process {} exited", pid));
+      fail("process {}: no held thread can run code (hold one first)", pid);
+    }
+    return best;
+  }
+
+  Thread& held(pid_t tid) {
+    auto it = threads.find(tid);
+    if (it == threads.end() || !it->second.stopped) fail("process {}: thread {} is not held", pid, tid);
+    return it->second;
+  }
+
+  // --- registers -------------------------------------------------------------
+
+  user_regs_struct get_regs(pid_t tid) {
+    user_regs_struct regs{};
+    if (ptrace(PTRACE_GETREGS, tid, nullptr, &regs) != 0) {
+      if (errno == ESRCH) throw_gone(tid);
+      fail("process {}: thread {}: cannot read registers: {}", pid, tid, errno_text(errno));
+    }
+    return regs;
+  }
+
+  void set_regs(pid_t tid, const user_regs_struct& regs) {
+    if (ptrace(PTRACE_SETREGS, tid, nullptr, &regs) != 0) {
+      if (errno == ESRCH) throw_gone(tid);
+      fail("process {}: thread {}: cannot write registers: {}", pid, tid, errno_text(errno));
+    }
+  }
+
+  uint64_t get_sigmask(pid_t tid) {
+    uint64_t mask = 0;
+    if (ptrace(PTRACE_GETSIGMASK, tid, sizeof mask, &mask) != 0) {
+      if (errno == ESRCH) throw_gone(tid);
+      fail("process {}: thread {}: cannot read the signal mask: {}", pid, tid, errno_text(errno));
+    }
+    return mask;
+  }
+
+  void set_sigmask(pid_t tid, uint64_t mask) {
+    if (ptrace(PTRACE_SETSIGMASK, tid, sizeof mask, &mask) != 0) {
+      if (errno == ESRCH) throw_gone(tid);
+      fail("process {}: thread {}: cannot set the signal mask: {}", pid, tid, errno_text(errno));
+    }
+  }
+
+  // --- code already in the target --------------------------------------------
+
+  // The first occurrence of `pattern` in an executable mapping, the vdso first
+  // (never patched, always present), then libc, then anything else.
+  std::optional<RemoteAddr> find_code_bytes(std::span<const uint8_t> pattern) const {
+    std::vector<Mapping> maps = read_maps(pid);
+    auto rank = [](const Mapping& m) {
+      if (m.path == "[vdso]") return 0;
+      if (m.path.find("/libc.so") != std::string::npos) return 1;
+      return 2;
+    };
+    std::vector<const Mapping*> order;
+    for (const Mapping& m : maps)
+      if (m.exec && m.read && m.path != "[vsyscall]") order.push_back(&m);
+    std::stable_sort(order.begin(), order.end(), [&](auto* a, auto* b) { return rank(*a) < rank(*b); });
+    constexpr size_t kChunk = 64 * 1024;
+    std::vector<uint8_t> buffer(kChunk);
+    for (const Mapping* m : order) {
+      for (RemoteAddr at = m->start; at < m->end; at += static_cast<int64_t>(kChunk - pattern.size() + 1)) {
+        size_t want = std::min<uint64_t>(kChunk, static_cast<uint64_t>(m->end - at));
+        size_t got = memory.read_partial(at, std::span(buffer.data(), want));
+        auto hit = std::search(buffer.begin(), buffer.begin() + static_cast<long>(got), pattern.begin(), pattern.end());
+        if (hit != buffer.begin() + static_cast<long>(got)) return at + (hit - buffer.begin());
+        if (got < want) break;
+      }
+    }
+    return std::nullopt;
+  }
+
+  // A cached address is checked before each use: the bytes could have been
+  // patched since (by us or by the target's own JIT).
+  RemoteAddr code_bytes(std::optional<RemoteAddr>& cache, std::span<const uint8_t> pattern, const char* what) {
+    if (cache) {
+      std::array<uint8_t, 4> now{};
+      std::span<uint8_t> view(now.data(), pattern.size());
+      if (memory.read_partial(*cache, view) == pattern.size() && std::equal(view.begin(), view.end(), pattern.begin()))
+        return *cache;
+      cache.reset();
+    }
+    cache = find_code_bytes(pattern);
+    if (!cache && !process_alive(pid)) throw TargetGone(fmt::format("process {} exited", pid));
+    if (!cache) fail("process {}: no {} instruction found in its executable mappings", pid, what);
+    return *cache;
+  }
+
+  void refuse_if_sigtrap_ignored() {
+    // The kernel resets an ignored SIGTRAP to SIG_DFL when it forces one (our
+    // single-step and int3 do): that would change the target for good.
+    if (!sigtrap_ignored) {
+      auto text = status_field(pid, pid, "SigIgn");
+      uint64_t ignored = text ? std::strtoull(text->c_str(), nullptr, 16) : 0;
+      sigtrap_ignored = (ignored & sig_bit(SIGTRAP)) != 0;
+    }
+    if (*sigtrap_ignored)
+      fail("process {} ignores SIGTRAP; running code in it would reset that disposition, so we refuse", pid);
+  }
+
+  siginfo_t get_siginfo(pid_t tid, int signal) const {
+    siginfo_t info{};
+    if (ptrace(PTRACE_GETSIGINFO, tid, nullptr, &info) != 0) {
+      info = siginfo_t{};
+      info.si_signo = signal;
+      info.si_code = SI_USER;
+    }
+    return info;
+  }
+
+  // --- system calls -------------------------------------------------------------
+
+  int64_t syscall(long number, const std::array<uint64_t, 6>& args) {
+    refuse_if_sigtrap_ignored();
+    return run_syscall(pick_held(), number, args);
+  }
+
+  int64_t run_syscall(pid_t tid, long number, const std::array<uint64_t, 6>& args) {
+    Thread& t = held(tid);
+    const user_regs_struct saved = get_regs(tid);
+    const uint64_t saved_mask = get_sigmask(tid);
+    static constexpr std::array<uint8_t, 2> kSyscall = {0x0f, 0x05};  // syscall
+    RemoteAddr insn = code_bytes(syscall_insn, kSyscall, "syscall");
+    user_regs_struct regs = saved;
+    regs.rax = static_cast<uint64_t>(number);
+    regs.rdi = args[0];
+    regs.rsi = args[1];
+    regs.rdx = args[2];
+    regs.r10 = args[3];
+    regs.r8 = args[4];
+    regs.r9 = args[5];
+    regs.rip = insn.value();
+    regs.orig_rax = static_cast<uint64_t>(-1);  // not inside a system call: no restart logic
+    regs.eflags &= ~0x100ULL;                   // TF belongs to the kernel while stepping
+    set_sigmask(tid, kMaskWhileRunning);
+    bool restored = false;
+    auto restore = [&] {
+      if (restored) return;
+      restored = true;
+      set_regs(tid, saved);
+      set_sigmask(tid, saved_mask);
+    };
+    try {
+      set_regs(tid, regs);
+      auto deadline = Clock::now() + kStepTimeout;
+      for (;;) {
+        if (ptrace(PTRACE_SINGLESTEP, tid, nullptr, nullptr) != 0) {
+          if (errno == ESRCH) throw_gone(tid);
+          fail("process {}: thread {}: cannot single-step: {}", pid, tid, errno_text(errno));
+        }
+        t.stopped = false;
+        auto status = wait_status(tid, deadline, false);
+        if (!status) {
+          stop_running(t);
+          restore();
+          fail("process {}: thread {}: system call {} did not complete within {} s", pid, tid, number,
+               std::chrono::duration_cast<std::chrono::seconds>(kStepTimeout).count());
+        }
+        Stop stop = decode(*status);
+        if (stop.kind == StopKind::Gone) {
+          restored = true;
+          throw_gone(tid);
+        }
+        t.stopped = true;
+        t.stop_is_signal = stop.kind == StopKind::Signal;
+        if (stop.kind != StopKind::Signal) continue;  // a leftover trap; the step has not run yet
+        siginfo_t info = get_siginfo(tid, stop.signal);
+        if (stop.signal == SIGTRAP && info.si_code > 0) {
+          // A trap the kernel raised can only be our step's; anywhere but
+          // right after the instruction it would be a kernel quirk we do not
+          // know, and giving it to the target would show it a SIGTRAP.
+          user_regs_struct after = get_regs(tid);
+          if (after.rip != insn.value() + 2) {
+            restore();
+            fail("process {}: thread {}: single-step of system call {} stopped at {:#x}, not after {}", pid, tid,
+                 number, after.rip, insn);
+          }
+          restore();
+          return static_cast<int64_t>(after.rax);
+        }
+        if (stop.signal == SIGSYS && info.si_code == 1 /* SYS_SECCOMP */) {
+          restore();
+          fail("process {}: system call {} was refused by the target's seccomp filter", pid, number);
+        }
+        t.deferred.push_back(info);  // not ours: give it back at release, step again
+      }
+    } catch (...) {
+      try {
+        restore();
+      } catch (...) {
+      }
+      throw;
+    }
+  }
+
+  // A thread we resumed and that has not come back: interrupt it and collect
+  // the stop, recording any signal it stops with.
+  void stop_running(Thread& t) {
+    ptrace(PTRACE_INTERRUPT, t.tid, nullptr, nullptr);
+    for (;;) {
+      auto status = wait_status(t.tid, Clock::now() + kStopTimeout, false);
+      if (!status) fail("process {}: thread {} does not stop", pid, t.tid);
+      Stop stop = decode(*status);
+      if (stop.kind == StopKind::Gone) throw_gone(t.tid);
+      t.stopped = true;
+      t.stop_is_signal = stop.kind == StopKind::Signal;
+      if (stop.kind == StopKind::Signal) {
+        // Our own trap (the call returned just as time ran out) is ours to drop.
+        siginfo_t info = get_siginfo(t.tid, stop.signal);
+        if (!(stop.signal == SIGTRAP && info.si_code > 0)) t.deferred.push_back(info);
+      }
+      return;
+    }
+  }
+
+  void forget(pid_t tid) {
+    if (threads.erase(tid) == 0) return;
+    if (worker == tid) worker = 0;
+    reap_dead(tid);
+  }
+
+  // --- function calls ------------------------------------------------------------
+
+  uint64_t call(RemoteAddr function, const std::vector<uint64_t>& args, std::chrono::milliseconds timeout) {
+    if (args.size() > 6) fail("process {}: call of {}: {} arguments, at most 6 are supported", pid, function, args.size());
+    refuse_if_sigtrap_ignored();
+    pid_t tid = pick_held();
+    Thread& t = held(tid);
+    const user_regs_struct saved = get_regs(tid);
+    const uint64_t saved_mask = get_sigmask(tid);
+    static constexpr std::array<uint8_t, 1> kInt3 = {0xcc};  // int3
+    RemoteAddr trap = code_bytes(trap_insn, kInt3, "int3");
+    std::vector<uint8_t> saved_fpu(kXstateBufferSize);
+    iovec fpu_iov{saved_fpu.data(), saved_fpu.size()};
+    if (ptrace(PTRACE_GETREGSET, tid, reinterpret_cast<void*>(long{NT_X86_XSTATE}), &fpu_iov) != 0)
+      fail("process {}: thread {}: cannot read FPU state: {}", pid, tid, errno_text(errno));
+
+    // Below the red zone, aligned as at a call instruction: rsp + 8 is a
+    // multiple of 16 at the function's first instruction.
+    RemoteAddr sp = (RemoteAddr(saved.rsp) - 256).align_down(16) - 8;
+    const std::vector<uint8_t> saved_stack = memory.read(sp, 8);
+    uint64_t return_address = trap.value();
+    std::array<uint8_t, 8> bytes{};
+    std::memcpy(bytes.data(), &return_address, 8);
+
+    user_regs_struct regs = saved;
+    unsigned long long* arg_regs[6] = {&regs.rdi, &regs.rsi, &regs.rdx, &regs.rcx, &regs.r8, &regs.r9};
+    for (size_t i = 0; i < args.size(); ++i) *arg_regs[i] = args[i];
+    regs.rax = 0;  // no vector arguments, for variadic callees
+    regs.rip = function.value();
+    regs.rsp = sp.value();
+    regs.orig_rax = static_cast<uint64_t>(-1);
+    regs.eflags &= ~0x500ULL;  // TF and DF clear, as the ABI requires at a call
+
+    bool restored = false;
+    auto restore = [&] {
+      if (restored) return;
+      restored = true;
+      set_regs(tid, saved);
+      ptrace(PTRACE_SETREGSET, tid, reinterpret_cast<void*>(long{NT_X86_XSTATE}), &fpu_iov);
+      set_sigmask(tid, saved_mask);
+      memory.write(sp, saved_stack);
+    };
+    try {
+      memory.write(sp, bytes);
+      set_sigmask(tid, kMaskWhileRunning);
+      set_regs(tid, regs);
+      auto deadline = Clock::now() + timeout;
+      for (;;) {
+        if (ptrace(PTRACE_CONT, tid, nullptr, nullptr) != 0) {
+          if (errno == ESRCH) throw_gone(tid);
+          fail("process {}: thread {}: cannot resume: {}", pid, tid, errno_text(errno));
+        }
+        t.stopped = false;
+        auto status = wait_status(tid, deadline, false);
+        if (!status) {
+          stop_running(t);
+          restore();
+          fail("process {}: call of {} did not return within {} ms", pid, function, timeout.count());
+        }
+        Stop stop = decode(*status);
+        if (stop.kind == StopKind::Gone) {
+          restored = true;
+          throw_gone(tid);
+        }
+        t.stopped = true;
+        t.stop_is_signal = stop.kind == StopKind::Signal;
+        if (stop.kind == StopKind::SyscallEvent) {
+          unsigned long child = 0;
+          if (ptrace(PTRACE_GETEVENTMSG, tid, nullptr, &child) == 0 && child > 0) adopt(static_cast<pid_t>(child));
+          continue;
+        }
+        if (stop.kind != StopKind::Signal) continue;
+        siginfo_t info = get_siginfo(tid, stop.signal);
+        user_regs_struct now = get_regs(tid);
+        if (stop.signal == SIGTRAP && now.rip == trap.value() + 1) {
+          restore();
+          return now.rax;
+        }
+        if ((kForcedSignals & sig_bit(stop.signal)) && info.si_code > 0) {
+          // The function crashed (or hit a breakpoint of its own): the fault is
+          // ours, not the target's; drop it with the registers.
+          restore();
+          fail("process {}: call of {} raised {} at {:#x}", pid, function, signal_name(stop.signal), now.rip);
+        }
+        t.deferred.push_back(info);
+      }
+    } catch (...) {
+      try {
+        restore();
+      } catch (...) {
+      }
+      throw;
+    }
+  }
+};
+
+Tracee::Tracee(pid_t pid) {
+  if (pid <= 0 || access(fmt::format("/proc/{}/stat", pid).c_str(), F_OK) != 0)
+    throw TargetGone(fmt::format("process {} does not exist", pid));
+  if (pid == getpid()) fail("process {} is suture itself", pid);
+  if (!process_alive(pid)) throw TargetGone(fmt::format("process {} has exited (zombie)", pid));
+  auto tracer = status_field(pid, pid, "TracerPid");
+  if (tracer && *tracer != "0" && *tracer != std::to_string(gettid()))
+    fail("process {} is already traced by process {} (a debugger?)", pid, *tracer);
+  std::optional<Memory> memory;
+  try {
+    memory.emplace(pid);
+  } catch (const TargetGone&) {
+    throw;
+  } catch (const Error&) {
+    auto scope = read_proc_file("/proc/sys/kernel/yama/ptrace_scope");
+    std::string hint = scope ? fmt::format(" (kernel.yama.ptrace_scope={})", scope->substr(0, scope->find('\n'))) : "";
+    fail("process {}: not permitted to trace{}; run as root or give suture CAP_SYS_PTRACE", pid, hint);
+  }
+  impl_ = std::make_unique<Impl>(pid, std::move(*memory));
+  auto stat = read_proc_file(fmt::format("/proc/{}/stat", pid));
+  if (stat) {
+    // "pid (comm) S ppid ...": the fields after the last ')'.
+    size_t close_paren = stat->rfind(')');
+    if (close_paren != std::string::npos)
+      impl_->target_is_our_child = std::atoi(stat->c_str() + close_paren + 4) == getpid();
+  }
+}
+
+Tracee::~Tracee() {
+  if (impl_) impl_->release_all();
+}
+
+pid_t Tracee::pid() const { return impl_->pid; }
+
+const Memory& Tracee::memory() const { return impl_->memory; }
+
+pid_t Tracee::hold_one() {
+  try {
+    return impl_->hold_one();
+  } catch (...) {
+    // Let go of anything this attempt seized but did not hand out.
+    if (!impl_->holding_all) {
+      std::vector<pid_t> seized;
+      for (auto& [tid, t] : impl_->threads)
+        if (tid != impl_->worker) seized.push_back(tid);
+      for (pid_t tid : seized) impl_->release_one(tid);
+    }
+    throw;
+  }
+}
+
+void Tracee::hold_all() {
+  try {
+    impl_->hold_all();
+  } catch (...) {
+    impl_->release_all();
+    throw;
+  }
+}
+
+void Tracee::release_all() { impl_->release_all(); }
+
+bool Tracee::all_held() const {
+  if (!impl_->holding_all || impl_->threads.empty()) return false;
+  return std::all_of(impl_->threads.begin(), impl_->threads.end(), [](auto& entry) { return entry.second.stopped; });
+}
+
+std::vector<ThreadInfo> Tracee::held_threads() const {
+  std::vector<ThreadInfo> held;
+  for (auto& [tid, t] : impl_->threads) {
+    if (!t.stopped) continue;
+    // Names are read here rather than while seizing, which is on the critical path.
+    if (t.name.empty()) t.name = thread_name(impl_->pid, tid);
+    held.push_back({tid, t.name, t.state, t.held_since});
+  }
+  return held;
+}
+
+user_regs_struct Tracee::registers(pid_t tid) const {
+  impl_->held(tid);
+  return impl_->get_regs(tid);
+}
+
+std::chrono::nanoseconds Tracee::longest_hold() const {
+  return std::exchange(impl_->longest, std::chrono::nanoseconds{0});
+}
+
+int64_t Tracee::syscall(long number, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6) {
+  return impl_->syscall(number, {a1, a2, a3, a4, a5, a6});
+}
+
+uint64_t Tracee::call(RemoteAddr function, std::vector<uint64_t> args, std::chrono::milliseconds timeout) {
+  return impl_->call(function, args, timeout);
+}
+
+}  // namespace suture::process

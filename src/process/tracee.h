@@ -45,11 +45,14 @@ class Tracee {
   const Memory& memory() const;
 
   // Holds one thread to run system calls with, preferring a thread that is
-  // blocked in a system call anyway (it is serving no one). Returns its tid.
+  // blocked in a system call anyway (it is serving no one) and that the kernel
+  // will restart unseen. Returns its tid.
   pid_t hold_one();
   // Holds every thread of the process, including threads created while doing
   // so; returns when all are in ptrace-stop. Threads that exit meanwhile are
-  // forgotten.
+  // forgotten. Note: like SIGSTOP/SIGCONT (signal(7)), a hold makes a thread
+  // blocked in epoll_wait(), semop(), sigtimedwait() or io_getevents() return
+  // EINTR; event loops retry those.
   void hold_all();
   // Resumes every held thread (re-delivering recorded signals) and detaches.
   void release_all();

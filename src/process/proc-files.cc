@@ -1,0 +1,92 @@
+#include "process/proc-files.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+
+#include <fmt/format.h>
+
+namespace suture::process {
+
+std::optional<std::string> read_proc_file(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  std::string text;
+  char buffer[4096];
+  for (;;) {
+    ssize_t n = read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      close(fd);
+      return std::nullopt;
+    }
+    if (n == 0) break;
+    text.append(buffer, static_cast<size_t>(n));
+  }
+  close(fd);
+  return text;
+}
+
+std::vector<pid_t> list_threads(pid_t pid) {
+  std::vector<pid_t> tids;
+  std::string path = fmt::format("/proc/{}/task", pid);
+  DIR* dir = opendir(path.c_str());
+  if (!dir) return tids;
+  while (dirent* entry = readdir(dir)) {
+    pid_t tid = 0;
+    const char* name = entry->d_name;
+    const char* end = name + std::char_traits<char>::length(name);
+    auto [stop, ec] = std::from_chars(name, end, tid);
+    if (ec == std::errc() && stop == end && tid > 0) tids.push_back(tid);
+  }
+  closedir(dir);
+  return tids;
+}
+
+char thread_state(pid_t pid, pid_t tid) {
+  auto text = read_proc_file(fmt::format("/proc/{}/task/{}/stat", pid, tid));
+  if (!text) return '\0';
+  // "tid (comm) S ...": comm may contain spaces and parentheses, so look for
+  // the last ')'.
+  size_t close_paren = text->rfind(')');
+  if (close_paren == std::string::npos || close_paren + 2 >= text->size()) return '\0';
+  return (*text)[close_paren + 2];
+}
+
+std::string thread_name(pid_t pid, pid_t tid) {
+  auto text = read_proc_file(fmt::format("/proc/{}/task/{}/comm", pid, tid));
+  if (!text) return {};
+  if (!text->empty() && text->back() == '\n') text->pop_back();
+  return *text;
+}
+
+std::optional<std::string> status_field(pid_t pid, pid_t tid, const std::string& name) {
+  auto text = read_proc_file(fmt::format("/proc/{}/task/{}/status", pid, tid));
+  if (!text) return std::nullopt;
+  std::string key = name + ":";
+  size_t pos = 0;
+  while (pos < text->size()) {
+    size_t end = text->find('\n', pos);
+    if (end == std::string::npos) end = text->size();
+    if (text->compare(pos, key.size(), key) == 0) {
+      size_t value = text->find_first_not_of(" \t", pos + key.size());
+      if (value == std::string::npos || value > end) return std::string();
+      return text->substr(value, end - value);
+    }
+    pos = end + 1;
+  }
+  return std::nullopt;
+}
+
+bool process_alive(pid_t pid) {
+  for (pid_t tid : list_threads(pid)) {
+    char state = thread_state(pid, tid);
+    if (state != '\0' && state != 'Z' && state != 'X') return true;
+  }
+  return false;
+}
+
+}  // namespace suture::process

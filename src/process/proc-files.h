@@ -1,0 +1,34 @@
+// Small readers of /proc/PID files shared by the process-control stage. Every
+// function tolerates the process or thread vanishing while it reads: that is the
+// normal case for a live target, not an error.
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace suture::process {
+
+// The whole file, or nullopt if it cannot be opened or read.
+std::optional<std::string> read_proc_file(const std::string& path);
+
+// Thread ids listed in /proc/PID/task (empty when the process is gone).
+std::vector<pid_t> list_threads(pid_t pid);
+
+// The state letter of /proc/PID/task/TID/stat ('R', 'S', 'D', 'T', 't', 'Z', ...),
+// or '\0' when the thread is gone.
+char thread_state(pid_t pid, pid_t tid);
+
+// /proc/PID/task/TID/comm without the newline; empty when gone.
+std::string thread_name(pid_t pid, pid_t tid);
+
+// A "Name:\tvalue" field of /proc/PID/task/TID/status; nullopt when absent.
+std::optional<std::string> status_field(pid_t pid, pid_t tid, const std::string& name);
+
+// True while some thread of the process is neither a zombie nor dead. A process
+// whose main thread called pthread_exit() is alive with a zombie leader.
+bool process_alive(pid_t pid);
+
+}  // namespace suture::process

@@ -1,0 +1,29 @@
+# The patch (for the library) reads thread-locals defined in a shared library;
+# each thread must see its own.
+build_lib libtlsdemo.so tlsdemo.c
+build target main.c -L"$W" -ltlsdemo -Wl,-rpath,"$W"
+fix fix fix.c
+readelf -r "$W/fix.o" | grep -E 'R_X86_64_(TLSGD|GOTTPOFF|TPOFF|DTPOFF)' >/dev/null ||
+  fail "the patch has no TLS relocations"
+pack fix libtlsdemo.so
+
+start target
+wait_for '^worker 3 tick [0-9]+$'
+apply fix
+wait_for '^worker [0-9] tick [0-9]+ tls='
+expect_no '^worker [0-9] tick [0-9]+$' 1.5
+new_lines | "${PROBE[0]}" -c '
+import re, sys
+seen = set()
+for line in sys.stdin:
+    m = re.match(r"worker (\d) tick (\d+) tls=(-?\d+) label=(.*)$", line.rstrip("\n"))
+    if not m:
+        continue
+    k, n, v, label = int(m[1]), int(m[2]), int(m[3]), m[4]
+    if v != 1000 * k + n % 1000 or label != f"lib-w{k}":
+        sys.exit(f"worker {k} tick {n} saw tls={v} label={label}")
+    seen.add(k)
+if seen != {1, 2, 3}:
+    sys.exit(f"patched lines only from workers {sorted(seen)}")
+' || fail "a thread read the wrong thread-locals"
+status_has fix
