@@ -70,6 +70,7 @@ CLIENT=$BUILD/examples/load-client
 for bin in "$SERVER" "$CLIENT"; do [[ -x $bin ]] || die "$bin is missing: build first"; done
 [[ $PATCH -eq 0 || -x $SUTURE ]] || die "$SUTURE is missing: build first"
 WORK=$BUILD/demo
+[[ $PATCH -eq 1 ]] || WORK=$BUILD/demo-no-patch # may run beside the full demo (ctest -j)
 rm -rf "$WORK"
 mkdir -p "$WORK"
 
@@ -108,14 +109,14 @@ fi
 step "Putting it under load: $CONNECTIONS connections, back to back"
 "$CLIENT" --port "$PORT" --connections "$CONNECTIONS" --duration "$LOAD_SECONDS" >"$WORK/load.log" 2>&1 &
 LOAD_PID=$!
-sleep 2
+sleep 2.5
 ask world "hello, world (v1)"
 
 if [[ $PATCH -eq 1 ]]; then
   step "Applying the patch to the running server (pid $SERVER_PID), under load"
   show "$SUTURE" apply "$SERVER_PID" "$WORK/fix.sut"
   ask world "HELLO, WORLD (v2, patched live)"
-  sleep 2
+  sleep 2.5
   show "$SUTURE" status "$SERVER_PID"
 
   step "Taking it back"
@@ -123,7 +124,7 @@ if [[ $PATCH -eq 1 ]]; then
   ask world "hello, world (v1)"
   show "$SUTURE" status "$SERVER_PID"
 fi
-sleep 2
+sleep 2.5
 
 step "The load client's view"
 kill -TERM "$LOAD_PID" 2>/dev/null || die "the load client ended early: $(cat "$WORK/load.log")"

@@ -239,7 +239,8 @@ int main(int argc, char **argv) {
   sigaction(SIGINT, &stop, NULL);
   sigaction(SIGTERM, &stop, NULL);
 
-  printf("load-client: %d connections to %s:%d for %g s\n", connections, host, port, duration);
+  printf("load-client: %d connections to %s:%d for %g s or until SIGINT/SIGTERM\n", connections, host, port,
+         duration);
   fflush(stdout);
   load.start = now();
   int started = 0;

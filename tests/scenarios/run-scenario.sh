@@ -80,6 +80,7 @@ LAST_OUT='' LAST_ERR='' LAST_RC='' LAST_SECONDS=''
 declare -A PATCH_ID=()   # patch NAME -> id, as `suture inspect` tells it
 SUTURE_WRAPPER=()        # a command suture_call runs suture under (e.g. setpriv)
 BACKGROUND_PIDS=()
+CLEANUP_PATHS=()         # removed at exit (things a scenario puts outside $W)
 
 # --- reporting ---------------------------------------------------------------
 
@@ -111,6 +112,9 @@ cleanup() {
     kill -KILL "$TARGET_PID" 2>/dev/null
     wait "$TARGET_PID" 2>/dev/null
   fi
+  for path in "${CLEANUP_PATHS[@]}"; do
+    rm -rf "$path"
+  done
   if [[ $rc -eq 0 ]]; then
     say "PASS"
   else

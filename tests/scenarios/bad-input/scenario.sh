@@ -69,7 +69,8 @@ expect_one_line_error
 
 # A process we may not trace: suture as nobody, the target as root.
 if [[ $(id -u) -eq 0 ]]; then
-  nobody_dir=$(mktemp -d)
+  nobody_dir=$(mktemp -d) # readable by nobody, whatever the build tree's modes
+  CLEANUP_PATHS+=("$nobody_dir")
   cp "$SUTURE" "$W/fix.sut" "$nobody_dir/"
   chmod -R a+rX "$nobody_dir"
   SUTURE_WRAPPER=(setpriv --reuid=65534 --regid=65534 --clear-groups)
@@ -79,7 +80,6 @@ if [[ $(id -u) -eq 0 ]]; then
   expect_one_line_error
   SUTURE=$saved_suture
   SUTURE_WRAPPER=()
-  rm -rf "$nobody_dir"
 else
   say "SKIP the untraceable-target step: it needs root to run suture as another user"
 fi
