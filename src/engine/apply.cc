@@ -52,8 +52,14 @@ struct Prepared {
 };
 
 std::optional<std::string> already_applied(const TargetModel& model, const patchfile::Patch& patch) {
-  for (const auto& r : model.records())
-    if (r.id == patch.id) return fmt::format("patch {} is already applied (sequence {})", patch.id, r.sequence);
+  for (const auto& r : model.records()) {
+    if (r.id != patch.id) continue;
+    if (r.state == RecordState::prepared)
+      return fmt::format("an earlier apply of patch {} did not finish (its code is mapped, no function redirected); "
+                         "`suture revert {}` removes it",
+                         patch.id, patch.id);
+    return fmt::format("patch {} is already applied (sequence {})", patch.id, r.sequence);
+  }
   return std::nullopt;
 }
 
