@@ -3,7 +3,7 @@
 N threads and M patched functions.
 
 For each (N, M) this generates a target whose threads behave like server threads
-(call some of the M functions, then block for ~1 ms in nanosleep), a patch that
+(call the M functions, then block in nanosleep for --sleep-us, default 10 ms), a patch that
 replaces all M functions, applies it and reverts it REPEAT times, and reads the
 pause (the longest time any thread was held) and the total time from
 `suture ... --json`. Results: a Markdown table on stdout (or --markdown FILE) and
@@ -26,7 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 INCLUDE = os.path.join(os.path.dirname(HERE), "include")
 
 
-def target_source(threads, functions):
+def target_source(threads, functions, sleep_us):
     funcs = "\n".join(
         f"__attribute__((noinline)) long f{i}(long x) {{ long y = x * {i + 3} + 1; "
         f"for (int k = 0; k < 8; ++k) y = (y << 1) ^ (y >> 3) ^ k; return y + counter; }}"
@@ -42,7 +42,7 @@ volatile long sink;
 {funcs}
 static void *worker(void *arg) {{
   long n = (long)arg;
-  struct timespec ts = {{0, 1000000}};
+  struct timespec ts = {{0, {sleep_us * 1000}}};
   for (;;) {{ sink = {calls}; ++n; nanosleep(&ts, NULL); }}
   return NULL;
 }}
@@ -68,11 +68,11 @@ def run(cmd, **kw):
     return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
 
 
-def measure(suture, threads, functions, repeat, work):
+def measure(suture, threads, functions, repeat, work, sleep_us):
     src, exe = os.path.join(work, "target.c"), os.path.join(work, "target")
     fix_c, fix_o, fix_sut = (os.path.join(work, n) for n in ("fix.c", "fix.o", "fix.sut"))
     with open(src, "w") as f:
-        f.write(target_source(threads, functions))
+        f.write(target_source(threads, functions, sleep_us))
     with open(fix_c, "w") as f:
         f.write(fix_source(functions))
     run(["cc", "-O2", "-pthread", "-o", exe, src])
@@ -103,6 +103,7 @@ def main():
     ap.add_argument("--threads", default="1,8,64,512")
     ap.add_argument("--functions", default="1,10,100")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--sleep-us", type=int, default=10000, help="how long each thread blocks between rounds")
     ap.add_argument("--json")
     ap.add_argument("--markdown")
     args = ap.parse_args()
@@ -111,7 +112,7 @@ def main():
     try:
         for n in map(int, args.threads.split(",")):
             for m in map(int, args.functions.split(",")):
-                rows = measure(os.path.abspath(args.suture), n, m, args.repeat, work)
+                rows = measure(os.path.abspath(args.suture), n, m, args.repeat, work, args.sleep_us)
                 med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
                 mx = {k: max(r[k] for r in rows) for k in rows[0]}
                 results.append({"threads": n, "functions": m, "median": med, "max": mx, "runs": rows})
