@@ -15,6 +15,7 @@
 #include <unordered_set>
 
 #include "common/error.h"
+#include "common/read-file.h"
 #include "elf/elf-file.h"
 #include "redirect/entry-jump.h"
 #include "redirect/register-contract.h"
@@ -23,12 +24,6 @@ namespace suture::build {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::vector<uint8_t> read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot read", path);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 std::string demangle(const std::string& name) {
   if (name.rfind("_Z", 0) != 0) return name;
@@ -281,7 +276,7 @@ PackResult pack(const PackOptions& options) {
     fail("{}: not an executable or shared library", options.target);
   if (target.build_id().empty())
     fail("{}: has no build-id (link it with -Wl,--build-id); patches are keyed by build-id", options.target);
-  auto object = elf::ElfFile::parse(read_bytes(options.object), options.object);
+  auto object = elf::ElfFile::parse(read_whole_file(options.object), options.object);
   if (object.type() != ET_REL) fail("{}: not a relocatable object (compile the patch with cc -c)", options.object);
 
   TargetView view(target, options.target);
@@ -353,7 +348,7 @@ PackResult pack(const PackOptions& options) {
            unresolved.size() > 1 ? "s" : "", options.target, list);
   }
 
-  patch.object = read_bytes(options.object);
+  patch.object = read_whole_file(options.object);
   patchfile::assign_id(patch);
   // Parse what we are about to write, exactly as apply will.
   patchfile::parse(patchfile::serialize(patch), options.object);

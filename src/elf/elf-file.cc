@@ -35,6 +35,7 @@
 #include <unordered_map>
 
 #include "common/error.h"
+#include "common/read-file.h"
 
 namespace suture::elf {
 
@@ -767,30 +768,7 @@ ElfFile::ElfFile(ElfFile&&) noexcept = default;
 ElfFile& ElfFile::operator=(ElfFile&&) noexcept = default;
 ElfFile::~ElfFile() = default;
 
-ElfFile ElfFile::open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("{}: cannot open: {}", path, errno_text(errno));
-  std::vector<uint8_t> bytes;
-  try {
-    struct stat info;
-    if (fstat(fd, &info) != 0) fail("{}: cannot stat: {}", path, errno_text(errno));
-    if (!S_ISREG(info.st_mode)) fail("{}: not a regular file", path);
-    bytes.resize(static_cast<size_t>(info.st_size));
-    size_t done = 0;
-    while (done < bytes.size()) {
-      ssize_t got = ::read(fd, bytes.data() + done, bytes.size() - done);
-      if (got < 0 && errno == EINTR) continue;
-      if (got < 0) fail("{}: cannot read: {}", path, errno_text(errno));
-      if (got == 0) fail("{}: file shrank while being read", path);
-      done += static_cast<size_t>(got);
-    }
-  } catch (...) {
-    ::close(fd);
-    throw;
-  }
-  ::close(fd);
-  return parse(std::move(bytes), path);
-}
+ElfFile ElfFile::open(const std::string& path) { return parse(read_whole_file(path), path); }
 
 ElfFile ElfFile::parse(std::vector<uint8_t> bytes, std::string name) {
   auto impl = std::make_unique<Impl>();

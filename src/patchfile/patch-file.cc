@@ -38,6 +38,7 @@
 #include <utility>
 
 #include "common/error.h"
+#include "common/read-file.h"
 #include "elf/elf-file.h"
 
 namespace suture::patchfile {
@@ -497,33 +498,7 @@ void assign_id(Patch& patch) {
 }
 
 Patch read_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("{}: cannot open: {}", path, errno_text(errno));
-  std::vector<uint8_t> bytes;
-  try {
-    struct stat info;
-    if (fstat(fd, &info) != 0) fail("{}: cannot stat: {}", path, errno_text(errno));
-    if (!S_ISREG(info.st_mode)) fail("{}: not a regular file", path);
-    uint64_t limit = header_size + max_metadata + max_object;
-    if (static_cast<uint64_t>(info.st_size) > limit) {
-      fail("{}: {} bytes, too large for a patch file (at most {})", path, info.st_size, limit);
-    }
-    bytes.resize(static_cast<size_t>(info.st_size));
-    size_t done = 0;
-    while (done < bytes.size()) {
-      ssize_t got = ::read(fd, bytes.data() + done, bytes.size() - done);
-      if (got < 0 && errno == EINTR) continue;
-      if (got < 0) fail("{}: cannot read: {}", path, errno_text(errno));
-      if (got == 0) break;  // shrank under us; parse() reports the truncation
-      done += static_cast<size_t>(got);
-    }
-    bytes.resize(done);
-  } catch (...) {
-    ::close(fd);
-    throw;
-  }
-  ::close(fd);
-  return parse(bytes, path);
+  return parse(read_whole_file(path, header_size + max_metadata + max_object, "a patch file"), path);
 }
 
 // Written next to the destination and renamed over it, so that a reader (or a
