@@ -726,25 +726,17 @@ struct Tracee::Impl {
       set_regs(tid, regs);
       auto deadline = Clock::now() + kStepTimeout;
       for (;;) {
-        if (ptrace(PTRACE_SINGLESTEP, tid, nullptr, nullptr) != 0) {
-          if (errno == ESRCH) throw_gone(tid);
-          fail("process {}: thread {}: cannot single-step: {}", pid, tid, errno_text(errno));
-        }
-        t.stopped = false;
-        auto status = wait_status(tid, deadline, false);
-        if (!status) {
-          stop_running(t);
+        auto next = resume_until_stop(t, PTRACE_SINGLESTEP, deadline, "single-step");
+        if (!next) {
           restore();
           fail("process {}: thread {}: system call {} did not complete within {} s", pid, tid, number,
                std::chrono::duration_cast<std::chrono::seconds>(kStepTimeout).count());
         }
-        Stop stop = decode(*status);
+        Stop stop = *next;
         if (stop.kind == StopKind::Gone) {
           restored = true;
           throw_gone(tid);
         }
-        t.stopped = true;
-        t.stop_is_signal = stop.kind == StopKind::Signal;
         if (stop.kind != StopKind::Signal) continue;  // a leftover trap; the step has not run yet
         siginfo_t info = get_siginfo(tid, stop.signal);
         if (stop.signal == SIGTRAP && info.si_code > 0) {
@@ -773,6 +765,28 @@ struct Tracee::Impl {
       }
       throw;
     }
+  }
+
+  // Resumes a held thread with `request` (PTRACE_SINGLESTEP or PTRACE_CONT) and
+  // collects its next stop. Past the deadline the thread is interrupted again,
+  // still held, and nullopt is returned.
+  std::optional<Stop> resume_until_stop(Thread& t, int request, Clock::time_point deadline, const char* what) {
+    if (ptrace(static_cast<__ptrace_request>(request), t.tid, nullptr, nullptr) != 0) {
+      if (errno == ESRCH) throw_gone(t.tid);
+      fail("process {}: thread {}: cannot {}: {}", pid, t.tid, what, errno_text(errno));
+    }
+    t.stopped = false;
+    auto status = wait_status(t.tid, deadline, false);
+    if (!status) {
+      stop_running(t);
+      return std::nullopt;
+    }
+    Stop stop = decode(*status);
+    if (stop.kind != StopKind::Gone) {
+      t.stopped = true;
+      t.stop_is_signal = stop.kind == StopKind::Signal;
+    }
+    return stop;
   }
 
   // A thread we resumed and that has not come back: interrupt it and collect
@@ -849,24 +863,16 @@ struct Tracee::Impl {
       set_regs(tid, regs);
       auto deadline = Clock::now() + timeout;
       for (;;) {
-        if (ptrace(PTRACE_CONT, tid, nullptr, nullptr) != 0) {
-          if (errno == ESRCH) throw_gone(tid);
-          fail("process {}: thread {}: cannot resume: {}", pid, tid, errno_text(errno));
-        }
-        t.stopped = false;
-        auto status = wait_status(tid, deadline, false);
-        if (!status) {
-          stop_running(t);
+        auto next = resume_until_stop(t, PTRACE_CONT, deadline, "resume");
+        if (!next) {
           restore();
           fail("process {}: call of {} did not return within {} ms", pid, function, timeout.count());
         }
-        Stop stop = decode(*status);
+        Stop stop = *next;
         if (stop.kind == StopKind::Gone) {
           restored = true;
           throw_gone(tid);
         }
-        t.stopped = true;
-        t.stop_is_signal = stop.kind == StopKind::Signal;
         if (stop.kind == StopKind::SyscallEvent) {
           unsigned long child = 0;
           if (ptrace(PTRACE_GETEVENTMSG, tid, nullptr, &child) == 0 && child > 0) adopt(static_cast<pid_t>(child));
