@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <set>
 
+#include <fmt/ranges.h>
+
 #include "common/error.h"
 #include "common/interrupt.h"
 #include "consistency/stop-the-world.h"
@@ -119,10 +121,24 @@ RevertReport revert(pid_t pid, const std::vector<std::string>& ids, const Revert
     tracee.memory().write(d->site, d->original);
     undo.push(fmt::format("re-redirect {}", d->name), [&tracee, d = *d] { tracee.memory().write(d.site, d.jump); });
   }
-  // Unmapping cannot be undone, so it comes last, after every write succeeded.
-  for (const auto* r : chosen) unmap_region(tracee, r->region);
+  // Every entry is back: from here on nothing may be re-redirected, since
+  // unmapping cannot be undone. A region that will not unmap stays as unused
+  // memory and is reported.
   undo.commit();
+  std::vector<std::string> leftovers;
+  for (const auto* r : chosen) {
+    try {
+      unmap_region(tracee, r->region);
+    } catch (const TargetGone&) {
+      throw;
+    } catch (const Error& e) {
+      leftovers.push_back(fmt::format("patch {}: {}", r->id, e.what()));
+    }
+  }
   tracee.release_all();
+  if (!leftovers.empty())
+    fail("reverted, but the memory of {} could not be unmapped: {}", leftovers.size() == 1 ? "a patch" : "patches",
+         fmt::join(leftovers, "; "));
 
   report.pause = tracee.longest_hold();
   for (const auto* r : chosen) report.reverted.push_back(*r);
