@@ -171,6 +171,8 @@ Prepared prepare(process::Tracee& tracee, TargetModel& model, UndoLog& undo,
     d.jump = jump.jump;
 
     p.busy.push_back({{d.function, d.function_size}, r.symbol});
+    for (auto part : model.cold_parts(object_index, r.symbol, r.file))
+      p.busy.push_back({part, r.symbol + " (its .cold part)"});
     const RedirectRecord* previous = nullptr;
     if (const PatchRecord* owner = current_owner(model.records(), d.site, &previous)) {
       // Patched before: threads running the current replacement are inside it too.

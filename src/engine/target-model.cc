@@ -2,6 +2,7 @@
 
 #include <elf.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "common/error.h"
@@ -75,6 +76,25 @@ std::optional<size_t> TargetModel::find_by_build_id(const std::string& build_id)
   for (size_t i = 0; i < objects_.size(); ++i)
     if (!objects_[i].build_id.empty() && objects_[i].build_id == build_id && files_[i]) return i;
   return std::nullopt;
+}
+
+std::vector<RemoteRange> TargetModel::cold_parts(size_t index, const std::string& name, const std::string& file) const {
+  std::vector<RemoteRange> parts;
+  const std::string prefix = name + ".cold";
+  auto scan = [&](const elf::ElfFile* f) {
+    if (!f) return;
+    for (const auto& s : f->symbols()) {
+      if (s.type != STT_FUNC || !s.defined() || s.size == 0 || s.name.rfind(prefix, 0) != 0) continue;
+      std::string_view rest = std::string_view(s.name).substr(prefix.size());
+      if (!rest.empty() && rest[0] != '.') continue;  // NAME.coldish is another function
+      if (!file.empty() && s.file != file) continue;
+      RemoteRange r{objects_[index].bias + static_cast<int64_t>(s.value), s.size};
+      if (std::find(parts.begin(), parts.end(), r) == parts.end()) parts.push_back(r);
+    }
+  };
+  scan(debug_files_[index].get());
+  scan(files_[index].get());
+  return parts;
 }
 
 std::string TargetModel::symbolize(RemoteAddr address) const {

@@ -35,6 +35,10 @@ class TargetModel {
   // The object of the process with this build-id, if loaded.
   std::optional<size_t> find_by_build_id(const std::string& build_id) const;
 
+  // The parts gcc split off function `name` of object `index` (NAME.cold,
+  // NAME.cold.N), as runtime ranges: a thread there is still inside `name`.
+  std::vector<RemoteRange> cold_parts(size_t index, const std::string& name, const std::string& file) const;
+
   // "function+0x12 (object)" for messages.
   std::string symbolize(RemoteAddr address) const;
 
