@@ -1,0 +1,42 @@
+// The object differ: given the same translation unit compiled before and after a
+// source change (relocatable objects built with -ffunction-sections
+// -fdata-sections), say which functions changed, which functions and data are
+// new, and which changes to existing data cannot be patched live.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "elf/elf-file.h"
+
+namespace suture::build::diff {
+
+struct Change {
+  enum Kind { changed_function, new_function, new_data, changed_data, removed_function };
+  Kind kind;
+  std::string symbol;   // as named in the patched object (the original's for removed_function)
+  std::string section;  // the section that holds it, in that same object
+  // Why, for a person: "bytes differ at +0x12", "relocation 3 (at +0x1c) now refers
+  // to bar instead of baz", "string literal changed from "a" to "b"", "cold part
+  // foo.cold changed: ...", "new function".
+  std::string reason;
+};
+
+struct ObjectDiff {
+  std::vector<Change> changes;
+  // Refusals, each naming the variable first after the object and section
+  // ("new.o: .data.limit: limit: initial value changed ..."): a changed initial
+  // value or size of existing data, data that changed between writable and
+  // read-only, or a static variable that cannot be told apart from its namesakes.
+  // Every such change is also listed in `changes` as changed_data.
+  std::vector<std::string> errors;
+};
+
+// Compares `original` with `patched`, function by function and variable by
+// variable. Changes come in the patched object's symbol order, removed functions last.
+ObjectDiff diff_objects(const elf::ElfFile& original, const elf::ElfFile& patched);
+
+// For messages: "changed function", "new data", ...
+const char* kind_name(Change::Kind kind);
+
+}  // namespace suture::build::diff

@@ -1,0 +1,703 @@
+// Is the function the rebuild compiled the same code as the one in the binary?
+//
+// Problem. `suture build` rebuilds the original sources and patches the running
+// program with functions of the patched rebuild. That is only sound if the
+// original rebuild is what the running program was built from: same sources,
+// compiler and flags. We check it function by function, for every function a
+// patch replaces, before writing the patch.
+//
+// Approach. The rebuild's function is a relocatable section (-ffunction-sections)
+// whose relocated fields are still zero; the binary's copy has them filled in by
+// the linker. So the two must have the same size, the same bytes outside
+// relocated fields, and each relocated field of the binary must resolve to what
+// the relocation names. We recover, for every field, the value the linker wrote
+// (`V = S + A` for the psABI's PC-relative and absolute kinds, read back as
+// `P + disp` or the field itself), take `X = V - A` as the address the linker
+// used for the relocation's symbol, and ask the binary whether that is right:
+//  - a named symbol (function, variable, static of one file): X is its address
+//    in the binary's symbol table (statics are matched by name and source file);
+//    for a call to a preemptible or undefined function, X may instead be its PLT
+//    entry, which we decode (`jmp *slot(%rip)`) and whose GOT slot's dynamic
+//    relocation must name the function;
+//  - a GOT reference (GOTPCREL*): X is a GOT slot whose dynamic relocation names
+//    the symbol, or holds its address; or the linker relaxed the instruction
+//    (x86-64 psABI B.2: mov→lea, call *→addr32 call, jmp *→jmp; nop), and then
+//    the field is a direct reference to the symbol;
+//  - an anonymous place (section symbol or .L label): in a merged section
+//    (strings, .rodata.cstN) the linker moved and deduplicated the entity, so we
+//    compare the entity itself (the NUL-terminated string or the N-byte constant)
+//    at the address the binary uses; in an ordinary section, which the linker
+//    keeps whole, the section's address follows from any named symbol in it, and
+//    if it has none (jump tables, anonymous constants) we compare the section's
+//    bytes at X the same way, relocations included.
+//
+// Rejected. Disassembling both copies and comparing instructions symbolically
+// would need a model of every relaxation and of what each operand means; the
+// relocation table already says which bytes the linker may change and how.
+// Comparing against a relink of the rebuild would prove nothing about the binary
+// on disk. Matching functions by address order would break on any layout change.
+//
+// Anything we cannot verify is a mismatch that says so: a wrong "same" would let
+// code built from other sources into a running program.
+
+#include "build/fidelity/fidelity-check.h"
+
+#include <elf.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <set>
+#include <span>
+#include <string_view>
+#include <unordered_map>
+
+namespace suture::build::fidelity {
+namespace {
+
+using elf::ElfFile;
+using elf::Relocation;
+using elf::Section;
+using elf::Symbol;
+
+std::string relocation_name(uint32_t type) {
+  switch (type) {
+    case R_X86_64_64:
+      return "R_X86_64_64";
+    case R_X86_64_PC32:
+      return "R_X86_64_PC32";
+    case R_X86_64_GOT32:
+      return "R_X86_64_GOT32";
+    case R_X86_64_PLT32:
+      return "R_X86_64_PLT32";
+    case R_X86_64_GOTPCREL:
+      return "R_X86_64_GOTPCREL";
+    case R_X86_64_32:
+      return "R_X86_64_32";
+    case R_X86_64_32S:
+      return "R_X86_64_32S";
+    case R_X86_64_TLSGD:
+      return "R_X86_64_TLSGD";
+    case R_X86_64_TLSLD:
+      return "R_X86_64_TLSLD";
+    case R_X86_64_DTPOFF32:
+      return "R_X86_64_DTPOFF32";
+    case R_X86_64_GOTTPOFF:
+      return "R_X86_64_GOTTPOFF";
+    case R_X86_64_TPOFF32:
+      return "R_X86_64_TPOFF32";
+    case R_X86_64_PC64:
+      return "R_X86_64_PC64";
+    case R_X86_64_GOTOFF64:
+      return "R_X86_64_GOTOFF64";
+    case R_X86_64_GOTPC32:
+      return "R_X86_64_GOTPC32";
+    case R_X86_64_GOTPC32_TLSDESC:
+      return "R_X86_64_GOTPC32_TLSDESC";
+    case R_X86_64_TLSDESC_CALL:
+      return "R_X86_64_TLSDESC_CALL";
+    case R_X86_64_GOTPCRELX:
+      return "R_X86_64_GOTPCRELX";
+    case R_X86_64_REX_GOTPCRELX:
+      return "R_X86_64_REX_GOTPCRELX";
+    default:
+      return fmt::format("relocation type {}", type);
+  }
+}
+
+uint64_t read_le(std::span<const uint8_t> bytes, size_t at, unsigned width) {
+  uint64_t value = 0;
+  for (unsigned i = 0; i < width; ++i) value |= uint64_t{bytes[at + i]} << (8 * i);
+  return value;
+}
+
+int64_t sign_extend(uint64_t value, unsigned width) {
+  if (width >= 8) return static_cast<int64_t>(value);
+  unsigned shift = 64 - 8 * width;
+  return static_cast<int64_t>(value << shift) >> shift;
+}
+
+// Compiler-made local labels (.LC0, .L5): they name a place, not an entity the
+// binary's symbol table keeps.
+bool is_label(const Symbol& symbol) { return symbol.name.starts_with(".L"); }
+
+bool in_a_section(const ElfFile& file, const Symbol& symbol) {
+  return symbol.shndx != SHN_UNDEF && symbol.shndx < SHN_LORESERVE && symbol.shndx < file.sections().size();
+}
+
+std::string quoted(std::span<const uint8_t> bytes) {
+  std::string out = "\"";
+  size_t shown = std::min<size_t>(bytes.size(), 40);
+  for (size_t i = 0; i < shown; ++i) {
+    uint8_t c = bytes[i];
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == 0 && i + 1 == bytes.size()) {
+      // The terminator: implied by the quotes.
+    } else if (c >= 0x20 && c < 0x7f) {
+      out += static_cast<char>(c);
+    } else {
+      out += fmt::format("\\x{:02x}", c);
+    }
+  }
+  if (shown < bytes.size()) out += "...";
+  return out + "\"";
+}
+
+std::string hex_bytes(std::span<const uint8_t> bytes) {
+  std::string out;
+  for (uint8_t b : bytes) out += fmt::format("{}{:02x}", out.empty() ? "" : " ", b);
+  return out;
+}
+
+struct DynamicRelocation {
+  uint32_t type = 0;
+  std::string symbol;  // empty for RELATIVE and other symbol-less kinds
+  int64_t addend = 0;
+};
+
+// What the binary says about its own symbols, GOT and PLT, indexed once.
+class BinaryIndex {
+ public:
+  struct Found {
+    const Symbol* symbol = nullptr;
+    std::string problem;  // why `symbol` is null
+  };
+
+  explicit BinaryIndex(const ElfFile& binary) : binary_(binary) {
+    auto add = [&](const Symbol& symbol) {
+      if (!symbol.defined() || symbol.name.empty() || symbol.type == STT_SECTION || symbol.type == STT_FILE) return;
+      (symbol.bind == STB_LOCAL ? locals_ : globals_)[symbol.name].push_back(&symbol);
+      if (symbol.size > 0 && (symbol.type == STT_FUNC || symbol.type == STT_OBJECT || symbol.type == STT_GNU_IFUNC))
+        sized_.push_back(&symbol);
+    };
+    // .symtab first, so that its entries are preferred; .dynsym adds what a
+    // stripped binary still exports.
+    for (const Symbol& symbol : binary.symbols()) add(symbol);
+    for (const Symbol& symbol : binary.dynamic_symbols()) add(symbol);
+    read_dynamic_relocations();
+  }
+
+  // The binary's definition of a symbol of the rebuild.
+  Found find(const Symbol& wanted) const {
+    if (wanted.bind == STB_LOCAL) return find_local(wanted);
+    if (auto it = globals_.find(wanted.name); it != globals_.end()) {
+      for (const Symbol* symbol : it->second)
+        if (symbol->default_version) return {symbol, {}};
+      return {it->second.front(), {}};
+    }
+    // Hidden and internal globals become locals of the linked binary.
+    if (auto it = locals_.find(wanted.name); it != locals_.end() && it->second.size() == 1)
+      return {it->second.front(), {}};
+    return {nullptr, "not found in the binary"};
+  }
+
+  const DynamicRelocation* dynamic_relocation_at(uint64_t address) const {
+    auto it = dynamic_.find(address);
+    return it == dynamic_.end() ? nullptr : &it->second;
+  }
+
+  // The GOT slot a PLT entry (.plt, .plt.sec or .plt.got) at `address` jumps
+  // through, if there is one: `[endbr64] [bnd] jmp *disp32(%rip)`.
+  std::optional<uint64_t> plt_slot(uint64_t address) const {
+    const Section* plt = section_at(address);
+    if (!plt || (plt->name != ".plt" && plt->name != ".plt.sec" && plt->name != ".plt.got")) return std::nullopt;
+    auto code = binary_.bytes_at_vaddr(address, std::min<uint64_t>(16, plt->addr + plt->size - address));
+    size_t at = 0;
+    if (code.size() >= 4 && code[0] == 0xf3 && code[1] == 0x0f && code[2] == 0x1e && code[3] == 0xfa) at = 4;
+    if (at < code.size() && code[at] == 0xf2) ++at;
+    if (at + 6 > code.size() || code[at] != 0xff || code[at + 1] != 0x25) return std::nullopt;
+    return address + at + 6 + sign_extend(read_le(code, at + 2, 4), 4);
+  }
+
+  // The symbol whose PLT entry is at `address`, if it is one.
+  std::optional<std::string> plt_symbol(uint64_t address) const {
+    auto slot = plt_slot(address);
+    if (!slot) return std::nullopt;
+    const DynamicRelocation* relocation = dynamic_relocation_at(*slot);
+    if (!relocation || relocation->symbol.empty()) return std::nullopt;
+    return relocation->symbol;
+  }
+
+  // "bar", "bar+0x8", "puts@plt", ".rodata+0x10": what lies at an address.
+  std::string describe(uint64_t address) const {
+    for (const Symbol* symbol : sized_)
+      if (address >= symbol->value && address - symbol->value < symbol->size)
+        return address == symbol->value ? symbol->name
+                                        : fmt::format("{}+0x{:x}", symbol->name, address - symbol->value);
+    if (auto name = plt_symbol(address)) return *name + "@plt";
+    if (const Section* section = section_at(address))
+      return fmt::format("{}+0x{:x}", section->name, address - section->addr);
+    return "outside the binary's sections";
+  }
+
+ private:
+  Found find_local(const Symbol& wanted) const {
+    auto it = locals_.find(wanted.name);
+    if (it == locals_.end()) return {nullptr, "not found in the binary"};
+    const auto& all = it->second;
+    std::vector<const Symbol*> same_file;
+    for (const Symbol* symbol : all)
+      if (!wanted.file.empty() && symbol->file == wanted.file) same_file.push_back(symbol);
+    if (same_file.size() == 1) return {same_file.front(), {}};
+    if (same_file.empty() && all.size() == 1 && (wanted.file.empty() || all.front()->file.empty()))
+      return {all.front(), {}};
+    std::string files;
+    for (const Symbol* symbol : all)
+      files += fmt::format("{}{}", files.empty() ? "" : ", ", symbol->file.empty() ? "?" : symbol->file);
+    if (same_file.empty() && !wanted.file.empty() && all.size() >= 1)
+      return {nullptr, fmt::format("not found in the binary as a static of {} (statics of that name come from: {})",
+                                   wanted.file, files)};
+    return {nullptr, fmt::format("ambiguous in the binary: {} statics of that name (from: {})", all.size(), files)};
+  }
+
+  const Section* section_at(uint64_t address) const {
+    for (const Section& section : binary_.sections())
+      if ((section.flags & SHF_ALLOC) && address >= section.addr && address - section.addr < section.size)
+        return &section;
+    return nullptr;
+  }
+
+  // .rela.dyn and .rela.plt: the tables whose symbols are .dynsym's.
+  void read_dynamic_relocations() {
+    const auto& sections = binary_.sections();
+    const auto& dynsym = binary_.dynamic_symbols();
+    for (const Section& section : sections) {
+      if (section.type != SHT_RELA || section.link >= sections.size() || sections[section.link].type != SHT_DYNSYM)
+        continue;
+      auto bytes = binary_.section_bytes(section);
+      for (size_t at = 0; at + sizeof(Elf64_Rela) <= bytes.size(); at += sizeof(Elf64_Rela)) {
+        Elf64_Rela rela;
+        std::memcpy(&rela, bytes.data() + at, sizeof rela);
+        DynamicRelocation relocation{static_cast<uint32_t>(ELF64_R_TYPE(rela.r_info)), {}, rela.r_addend};
+        if (size_t index = ELF64_R_SYM(rela.r_info); index != 0 && index < dynsym.size())
+          relocation.symbol = dynsym[index].name;
+        dynamic_.emplace(rela.r_offset, std::move(relocation));
+      }
+    }
+  }
+
+  const ElfFile& binary_;
+  std::unordered_map<std::string, std::vector<const Symbol*>> globals_;
+  std::unordered_map<std::string, std::vector<const Symbol*>> locals_;
+  std::vector<const Symbol*> sized_;
+  std::map<uint64_t, DynamicRelocation> dynamic_;
+};
+
+// The kinds check_site() verifies; every other is reported as not verified.
+bool verified(uint32_t type) {
+  switch (type) {
+    case R_X86_64_PC32:
+    case R_X86_64_PLT32:
+    case R_X86_64_PC64:
+    case R_X86_64_32:
+    case R_X86_64_32S:
+    case R_X86_64_64:
+    case R_X86_64_GOTPCREL:
+    case R_X86_64_GOTPCRELX:
+    case R_X86_64_REX_GOTPCRELX:
+    case R_X86_64_TPOFF32:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// How the linker treated a GOTPCRELX site (psABI B.2), seen from the bytes.
+enum class GotForm { Kept, Lea, Call, Jump, Unknown };
+
+// One relocated stretch of a block: the field and, for a relaxed GOTPCRELX
+// site, the opcode bytes the linker was allowed to rewrite.
+struct Site {
+  uint64_t begin = 0;  // block-relative
+  uint64_t end = 0;
+  uint64_t field = 0;  // where the relocated field is in the rebuild
+  const Relocation* relocation = nullptr;
+  GotForm form = GotForm::Kept;
+};
+
+struct Difference {
+  uint64_t offset = 0;
+  std::string what;
+};
+
+class Checker {
+ public:
+  Checker(const ElfFile& object, const ElfFile& binary) : object_(object), binary_(binary), index_(binary) {}
+
+  const BinaryIndex& index() const { return index_; }
+
+  std::optional<Mismatch> compare(const Symbol& function, const Symbol& in_binary) {
+    visited_.clear();
+    if (!in_a_section(object_, function)) return Mismatch{function.name, 0, "not defined in a section of the rebuild"};
+    if (function.size == 0)
+      return Mismatch{function.name, 0, "size 0 in the rebuild: nothing to compare (not verified)"};
+    const Section& section = object_.sections()[function.shndx];
+    uint64_t common = std::min(function.size, in_binary.size);
+    auto difference = compare_block(section, function.value, common, in_binary.value, 0);
+    if (function.size != in_binary.size) {
+      std::string what = fmt::format("size {} in the rebuild, {} in the binary", function.size, in_binary.size);
+      if (difference) what += fmt::format("; first difference at +0x{:x}: {}", difference->offset, difference->what);
+      return Mismatch{function.name, difference ? difference->offset : common, std::move(what)};
+    }
+    if (difference) return Mismatch{function.name, difference->offset, std::move(difference->what)};
+    return std::nullopt;
+  }
+
+ private:
+  // Compares [start, start + size) of an object section with the binary's bytes
+  // at `address`: equal outside relocated fields, each field resolving to what
+  // its relocation names.
+  std::optional<Difference> compare_block(const Section& section, uint64_t start, uint64_t size, uint64_t address,
+                                          int depth) {
+    auto object_all = object_.section_bytes(section);
+    if (section.type == SHT_NOBITS || start > object_all.size() || object_all.size() - start < size)
+      return Difference{0, fmt::format("{}+0x{:x}: no bytes in the rebuild to compare", section.name, start)};
+    auto ours = object_all.subspan(start, size);
+    auto theirs = binary_.bytes_at_vaddr(address, size);
+    if (theirs.size() != size)
+      return Difference{0, fmt::format("0x{:x}..0x{:x} is not file-backed in the binary", address, address + size)};
+
+    std::vector<Site> sites;
+    for (const Relocation& relocation : object_.relocations_for(section)) {
+      if (relocation.type == R_X86_64_NONE || relocation.offset < start || relocation.offset - start >= size) continue;
+      uint64_t at = relocation.offset - start;
+      Site site{at, at + elf::relocation_width(relocation.type).value_or(1), at, &relocation, GotForm::Kept};
+      if (relocation.type == R_X86_64_GOTPCRELX || relocation.type == R_X86_64_REX_GOTPCRELX) {
+        site.form = got_form(ours, theirs, at);
+        if (site.form != GotForm::Kept) site.begin = at - 2;  // got_form() saw at >= 2
+      }
+      // The linker may rewrite the instruction around a kind we do not verify
+      // (TLS model relaxation starts up to 4 bytes before the field): report
+      // the kind, not the rewritten opcode as a difference of the builds.
+      if (!verified(relocation.type)) site.begin = at - std::min<uint64_t>(at, 4);
+      sites.push_back(site);
+    }
+    std::sort(sites.begin(), sites.end(), [](const Site& a, const Site& b) { return a.begin < b.begin; });
+
+    size_t next = 0;
+    for (uint64_t at = 0; at < size;) {
+      if (next < sites.size() && sites[next].begin <= at) {
+        const Site& site = sites[next++];
+        if (site.end > size)
+          return Difference{site.begin, fmt::format("{} field crosses the end of what is compared",
+                                                    relocation_name(site.relocation->type))};
+        if (auto problem = check_site(site, ours, theirs, address, depth)) return Difference{site.begin, *problem};
+        at = std::max(at, site.end);
+        continue;
+      }
+      if (ours[at] != theirs[at])
+        return Difference{at,
+                          fmt::format("byte 0x{:02x} in the rebuild, 0x{:02x} in the binary", ours[at], theirs[at])};
+      ++at;
+    }
+    return std::nullopt;
+  }
+
+  static GotForm got_form(std::span<const uint8_t> ours, std::span<const uint8_t> theirs, uint64_t at) {
+    if (at < 2 || at + 4 > ours.size()) return GotForm::Kept;
+    if (ours[at - 2] == theirs[at - 2] && ours[at - 1] == theirs[at - 1]) return GotForm::Kept;
+    // mov foo@GOTPCREL(%rip), %reg  ->  lea foo(%rip), %reg (same ModRM)
+    if (ours[at - 2] == 0x8b && theirs[at - 2] == 0x8d && ours[at - 1] == theirs[at - 1]) return GotForm::Lea;
+    // call *foo@GOTPCREL(%rip)  ->  addr32 call foo
+    if (ours[at - 2] == 0xff && ours[at - 1] == 0x15 && theirs[at - 2] == 0x67 && theirs[at - 1] == 0xe8)
+      return GotForm::Call;
+    // jmp *foo@GOTPCREL(%rip)  ->  jmp foo; nop
+    if (ours[at - 2] == 0xff && ours[at - 1] == 0x25 && theirs[at - 2] == 0xe9 && theirs[at + 3] == 0x90)
+      return GotForm::Jump;
+    return GotForm::Unknown;
+  }
+
+  // Call, jump or plain reference: how the instruction uses the field, for messages.
+  static std::string_view verb(std::span<const uint8_t> ours, uint64_t at) {
+    if (at >= 1 && ours[at - 1] == 0xe8) return "call";
+    if (at >= 1 && ours[at - 1] == 0xe9) return "jump";
+    if (at >= 2 && ours[at - 2] == 0x0f && (ours[at - 1] & 0xf0) == 0x80) return "jump";
+    return "reference";
+  }
+
+  std::optional<std::string> check_site(const Site& site, std::span<const uint8_t> ours,
+                                        std::span<const uint8_t> theirs, uint64_t address, int depth) {
+    const Relocation& relocation = *site.relocation;
+    const Symbol& symbol = object_.symbols()[relocation.symbol];
+    int64_t A = relocation.addend;
+    uint64_t at = site.field;
+    uint64_t P = address + at;
+    auto pc_relative = [&](uint64_t field_at, uint64_t field_address, unsigned width) {
+      return field_address + sign_extend(read_le(theirs, field_at, width), width);  // V = S + A
+    };
+
+    switch (relocation.type) {
+      case R_X86_64_PC32:
+      case R_X86_64_PLT32:
+        return check_target(symbol, A, pc_relative(at, P, 4), verb(ours, at), true, true, depth);
+      case R_X86_64_PC64:
+        return check_target(symbol, A, pc_relative(at, P, 8), "reference", true, false, depth);
+      case R_X86_64_32:
+        return check_target(symbol, A, read_le(theirs, at, 4), "reference", false, false, depth);
+      case R_X86_64_32S:
+        return check_target(symbol, A, sign_extend(read_le(theirs, at, 4), 4), "reference", false, false, depth);
+      case R_X86_64_64: {
+        // In a PIE or shared object the loader writes the field.
+        if (const DynamicRelocation* dynamic = index_.dynamic_relocation_at(P)) {
+          if (dynamic->type == R_X86_64_RELATIVE)
+            return check_target(symbol, A, static_cast<uint64_t>(dynamic->addend), "reference", false, false, depth);
+          if (!dynamic->symbol.empty() && dynamic->symbol == symbol.name && dynamic->addend == A) return std::nullopt;
+          return fmt::format("reference: rebuild refers to {}, binary's dynamic relocation at 0x{:x} refers to {}",
+                             target_name(symbol, A, false), P, dynamic->symbol.empty() ? "no symbol" : dynamic->symbol);
+        }
+        return check_target(symbol, A, read_le(theirs, at, 8), "reference", false, false, depth);
+      }
+      case R_X86_64_GOTPCREL:
+      case R_X86_64_GOTPCRELX:
+      case R_X86_64_REX_GOTPCRELX:
+        switch (site.form) {
+          case GotForm::Kept:
+            return check_got_slot(symbol, pc_relative(at, P, 4) - A);  // G + GOT
+          case GotForm::Lea:
+            return check_target(symbol, A, pc_relative(at, P, 4), "reference", true, false, depth);
+          case GotForm::Call:
+            return check_target(symbol, A, pc_relative(at, P, 4), "call", true, false, depth);
+          // The field moved back one byte to make room for the nop.
+          case GotForm::Jump:
+            return check_target(symbol, A, pc_relative(at - 1, P - 1, 4), "jump", true, false, depth);
+          case GotForm::Unknown:
+            return fmt::format(
+                "{} site rewritten by the linker in a form not verified ({} in the rebuild, {} in the binary)",
+                relocation_name(relocation.type), hex_bytes(ours.subspan(at - 2, 2)),
+                hex_bytes(theirs.subspan(at - 2, 2)));
+        }
+        return std::nullopt;
+      case R_X86_64_TPOFF32:
+        return check_tls_offset(symbol, A, sign_extend(read_le(theirs, at, 4), 4));
+      default:
+        return fmt::format("{} against {}: this kind of relocation is not verified", relocation_name(relocation.type),
+                           target_name(symbol, A));
+    }
+  }
+
+  // How a message names a relocation's target: the symbol, else the named
+  // entity of the rebuild the place falls in ("helper", "table+0x8"), else the
+  // section and offset. A PC-relative field usually ends its instruction, so
+  // its place is S + A + 4; that guess only shapes the message.
+  std::string target_name(const Symbol& symbol, int64_t A, bool pc_relative = true) const {
+    if (symbol.type != STT_SECTION && !is_label(symbol)) return symbol.name;
+    if (!in_a_section(object_, symbol)) return "?";
+    const Section& section = object_.sections()[symbol.shndx];
+    uint64_t offset = symbol.value + (symbol.type == STT_SECTION ? A + (pc_relative ? 4 : 0) : 0);
+    for (const Symbol& candidate : object_.symbols()) {
+      if (candidate.shndx != symbol.shndx || candidate.name.empty() || is_label(candidate) ||
+          (candidate.type != STT_FUNC && candidate.type != STT_OBJECT) || offset < candidate.value ||
+          offset - candidate.value >= std::max<uint64_t>(candidate.size, 1))
+        continue;
+      return offset == candidate.value ? candidate.name
+                                       : fmt::format("{}+0x{:x}", candidate.name, offset - candidate.value);
+    }
+    return offset ? fmt::format("{}+0x{:x}", section.name, offset) : section.name;
+  }
+
+  std::string wrong(std::string_view how, const Symbol& symbol, int64_t A, uint64_t X, bool pc_relative) const {
+    // The binary's place in the same terms as target_name() gives the rebuild's.
+    uint64_t place = X + (symbol.type == STT_SECTION ? A + (pc_relative ? 4 : 0) : 0);
+    std::string target = target_name(symbol, A, pc_relative);
+    std::string found = fmt::format("0x{:x} ({})", place, index_.describe(place));
+    if (how == "call") return fmt::format("call target: rebuild calls {}, binary calls {}", target, found);
+    if (how == "jump") return fmt::format("jump target: rebuild jumps to {}, binary jumps to {}", target, found);
+    return fmt::format("reference: rebuild refers to {}, binary refers to {}", target, found);
+  }
+
+  // The linker resolved a field to V = S + A: is S what the relocation names?
+  std::optional<std::string> check_target(const Symbol& symbol, int64_t A, uint64_t V, std::string_view how,
+                                          bool pc_relative, bool plt_allowed, int depth) {
+    uint64_t X = V - A;
+    bool named = symbol.type != STT_SECTION && !is_label(symbol);
+    if (named) {
+      BinaryIndex::Found found = index_.find(symbol);
+      if (found.symbol && X == found.symbol->value) return std::nullopt;
+      // A preemptible or undefined function is called through its PLT entry.
+      if (plt_allowed && symbol.bind != STB_LOCAL && index_.plt_symbol(X) == symbol.name) return std::nullopt;
+      // A static the binary's symbol table lacks is still a place in its section.
+      if (found.symbol || symbol.bind != STB_LOCAL || !in_a_section(object_, symbol)) {
+        std::string message = wrong(how, symbol, A, X, pc_relative);
+        if (!found.symbol)
+          message += symbol.defined() ? fmt::format(" ({} is {})", symbol.name, found.problem)
+                                      : fmt::format(" ({} is not defined in the binary, and that is not its PLT entry)",
+                                                    symbol.name);
+        return message;
+      }
+    }
+    if (!in_a_section(object_, symbol)) return wrong(how, symbol, A, X, pc_relative);
+    const Section& section = object_.sections()[symbol.shndx];
+    if (section.flags & SHF_MERGE) {
+      // The linker maps a section symbol's whole offset (S + A) through the
+      // merge, but a label's own offset before adding A.
+      return symbol.type == STT_SECTION ? check_merged(section, symbol.value + A, V, how)
+                                        : check_merged(section, symbol.value, X, how);
+    }
+    uint64_t base = X - symbol.value;  // an ordinary section stays whole
+    if (auto known = section_address(symbol.shndx)) {
+      if (*known == base) return std::nullopt;
+      return wrong(how, symbol, A, X, pc_relative) +
+             fmt::format(" ({} is at 0x{:x} in the binary)", section.name, *known);
+    }
+    if ((section.flags & SHF_EXECINSTR) || section.type == SHT_NOBITS)
+      return fmt::format("{}: {} has no symbol the binary knows, so this is not verified",
+                         wrong(how, symbol, A, X, pc_relative), section.name);
+    // Anonymous read-only data (a jump table, a constant): compare it whole.
+    if (!visited_.insert(symbol.shndx).second) return std::nullopt;  // being compared further up, or done
+    if (depth >= 8) return fmt::format("{}: references nest too deeply to verify", target_name(symbol, A, pc_relative));
+    if (auto difference = compare_block(section, 0, section.size, base, depth + 1))
+      return fmt::format("{} ({} at 0x{:x} in the binary): at +0x{:x}: {}", target_name(symbol, A, pc_relative),
+                         section.name, base, difference->offset, difference->what);
+    return std::nullopt;
+  }
+
+  // A string or constant of a merged section: the linker moved it and may share
+  // it, so only its contents can be compared.
+  std::optional<std::string> check_merged(const Section& section, uint64_t offset, uint64_t address,
+                                          std::string_view how) const {
+    auto bytes = object_.section_bytes(section);
+    uint64_t entsize = std::max<uint64_t>(section.entsize, 1);
+    if (offset >= bytes.size())
+      return fmt::format("{}: rebuild refers to {}+0x{:x}, past its end", how, section.name, offset);
+    uint64_t begin = offset;
+    uint64_t end = 0;
+    if (section.flags & SHF_STRINGS) {
+      for (end = begin; end + entsize <= bytes.size(); end += entsize) {
+        auto unit = bytes.subspan(end, entsize);
+        if (std::all_of(unit.begin(), unit.end(), [](uint8_t b) { return b == 0; })) break;
+      }
+      end = std::min<uint64_t>(end + entsize, bytes.size());
+    } else {
+      begin = offset - offset % entsize;
+      end = std::min<uint64_t>(begin + entsize, bytes.size());
+      address -= offset - begin;
+    }
+    auto ours = bytes.subspan(begin, end - begin);
+    auto theirs = binary_.bytes_at_vaddr(address, ours.size());
+    if (theirs.size() == ours.size() && std::equal(ours.begin(), ours.end(), theirs.begin())) return std::nullopt;
+    bool strings = section.flags & SHF_STRINGS;
+    auto show = [&](std::span<const uint8_t> b) { return strings ? quoted(b) : hex_bytes(b); };
+    return fmt::format("{}: rebuild refers to {} ({}+0x{:x}), binary refers to 0x{:x} holding {}", how, show(ours),
+                       section.name, begin, address, theirs.size() == ours.size() ? show(theirs) : "no file bytes");
+  }
+
+  // A GOT slot must be the symbol's: its dynamic relocation names it, or it
+  // holds the symbol's address.
+  std::optional<std::string> check_got_slot(const Symbol& symbol, uint64_t slot) const {
+    if (symbol.type == STT_SECTION || is_label(symbol))
+      return fmt::format("GOT entry for {}: a GOT reference to an anonymous place is not verified",
+                         target_name(symbol, 0));
+    BinaryIndex::Found found = index_.find(symbol);
+    const DynamicRelocation* dynamic = index_.dynamic_relocation_at(slot);
+    if (dynamic && !dynamic->symbol.empty()) {
+      if (dynamic->symbol == symbol.name &&
+          (dynamic->type == R_X86_64_GLOB_DAT || dynamic->type == R_X86_64_64 || dynamic->type == R_X86_64_JUMP_SLOT))
+        return std::nullopt;
+      return fmt::format("GOT entry: rebuild loads the address of {}, binary's slot at 0x{:x} is for {}", symbol.name,
+                         slot, dynamic->symbol);
+    }
+    std::optional<uint64_t> held;
+    if (dynamic && dynamic->type == R_X86_64_RELATIVE) {
+      held = static_cast<uint64_t>(dynamic->addend);
+    } else if (!dynamic) {
+      if (auto bytes = binary_.bytes_at_vaddr(slot, 8); bytes.size() == 8) held = read_le(bytes, 0, 8);
+    }
+    if (held && found.symbol && *held == found.symbol->value) return std::nullopt;
+    if (!held)
+      return fmt::format("GOT entry: rebuild loads the address of {}, binary's slot at 0x{:x} cannot be read{}",
+                         symbol.name, slot, dynamic ? " (an unexpected dynamic relocation)" : "");
+    return fmt::format("GOT entry: rebuild loads the address of {}, binary's slot at 0x{:x} holds 0x{:x} ({}){}",
+                       symbol.name, slot, *held, index_.describe(*held),
+                       found.symbol ? "" : fmt::format("; {} is {}", symbol.name, found.problem));
+  }
+
+  // Local-exec TLS (psABI: TPOFF32 = S + A - TLS block end): the offset must be
+  // the symbol's from the end of the binary's PT_TLS block, whose symbols' values
+  // are offsets into the block.
+  std::optional<std::string> check_tls_offset(const Symbol& symbol, int64_t A, int64_t field) {
+    std::optional<uint64_t> S;
+    if (symbol.type != STT_SECTION && !is_label(symbol)) {
+      if (const Symbol* found = index_.find(symbol).symbol) S = found->value;
+    }
+    if (!S && in_a_section(object_, symbol)) {
+      if (auto base = section_address(symbol.shndx)) S = *base + symbol.value;
+    }
+    auto tls = binary_.tls_segment();
+    if (!S || !tls)
+      return fmt::format("thread-local {}: the binary has no {} to verify it against", target_name(symbol, A, false),
+                         tls ? "such thread-local" : "TLS segment");
+    uint64_t align = std::max<uint64_t>(tls->align, 1);
+    uint64_t block = (tls->memsz + align - 1) / align * align;
+    int64_t expected = static_cast<int64_t>(*S + A - block);
+    if (field == expected) return std::nullopt;
+    return fmt::format("thread-local: rebuild refers to {} (offset {} from the thread pointer), binary uses offset {}",
+                       target_name(symbol, A, false), expected, field);
+  }
+
+  // Where the binary put an object section that the linker keeps whole: from
+  // any named symbol in it, provided all that the binary knows agree.
+  std::optional<uint64_t> section_address(size_t index) {
+    if (auto it = section_addresses_.find(index); it != section_addresses_.end()) return it->second;
+    std::optional<uint64_t> address;
+    for (const Symbol& symbol : object_.symbols()) {
+      if (symbol.shndx != index || symbol.name.empty() || is_label(symbol) || symbol.type == STT_SECTION ||
+          symbol.type == STT_FILE)
+        continue;
+      BinaryIndex::Found found = index_.find(symbol);
+      if (!found.symbol) continue;
+      uint64_t base = found.symbol->value - symbol.value;
+      if (address && *address != base) {
+        address.reset();
+        break;
+      }
+      address = base;
+    }
+    section_addresses_[index] = address;
+    return address;
+  }
+
+  const ElfFile& object_;
+  const ElfFile& binary_;
+  BinaryIndex index_;
+  std::map<size_t, std::optional<uint64_t>> section_addresses_;
+  std::set<size_t> visited_;  // anonymous sections compared for the current function
+};
+
+bool is_function(const Symbol& symbol) { return symbol.type == STT_FUNC || symbol.type == STT_GNU_IFUNC; }
+
+}  // namespace
+
+std::optional<Mismatch> compare_function(const elf::ElfFile& object, const elf::Symbol& function,
+                                         const elf::ElfFile& binary, const elf::Symbol& in_binary) {
+  return Checker(object, binary).compare(function, in_binary);
+}
+
+std::vector<Mismatch> check_functions(const elf::ElfFile& object, const elf::ElfFile& binary,
+                                      const std::vector<std::string>& names) {
+  Checker checker(object, binary);
+  std::vector<Mismatch> mismatches;
+  for (const std::string& name : names) {
+    bool seen = false;
+    for (const Symbol& function : object.symbols()) {
+      if (function.name != name || !is_function(function) || !function.defined()) continue;
+      seen = true;
+      BinaryIndex::Found found = checker.index().find(function);
+      if (!found.symbol) {
+        mismatches.push_back({name, 0, found.problem});
+      } else if (!is_function(*found.symbol)) {
+        mismatches.push_back({name, 0, "not a function in the binary"});
+      } else if (auto mismatch = checker.compare(function, *found.symbol)) {
+        mismatches.push_back(std::move(*mismatch));
+      }
+    }
+    if (!seen) mismatches.push_back({name, 0, "not found in the rebuild"});
+  }
+  return mismatches;
+}
+
+}  // namespace suture::build::fidelity
