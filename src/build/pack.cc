@@ -99,9 +99,16 @@ patchfile::Replacement resolve_old(const TargetView& target, const std::string& 
     auto [it, fresh] = by_address.emplace(s->value, s);
     if (!fresh && it->second->bind == STB_LOCAL && s->bind != STB_LOCAL) it->second = s;
   }
-  if (by_address.empty())
-    fail("{}: SUTURE_REPLACE({}): {} has no function {}{}", origin, spelling, target.file->name(), name,
-         file.empty() ? "" : " in " + file);
+  if (by_address.empty()) {
+    // gcc may have kept only specialised copies (NAME.constprop.0, NAME.isra.0).
+    std::set<std::string> copies;
+    for (const auto* s : target.functions)
+      if (s->name.rfind(name + ".", 0) == 0 && file_matches(s->file, file)) copies.insert(s->name);
+    std::string hint;
+    for (const auto& c : copies) hint += (hint.empty() ? "; the compiler kept only " : ", ") + c;
+    fail("{}: SUTURE_REPLACE({}): {} has no function {}{}{}", origin, spelling, target.file->name(), name,
+         file.empty() ? "" : " in " + file, hint);
+  }
   if (by_address.size() > 1) {
     std::string where;
     for (const auto& [value, s] : by_address)
@@ -267,6 +274,24 @@ void register_contract(const elf::ElfFile& target, const TargetView& view, const
                               r.symbol, redirect::describe_registers(r.preserve), r.new_symbol));
 }
 
+// gcc may have made specialised copies of the function (NAME.constprop.N,
+// NAME.isra.N, NAME.part.N) that some callers call instead; replacing NAME does
+// not reach them. Say so: the author may need to replace them too.
+void warn_about_clones(const TargetView& view, const patchfile::Replacement& r, std::vector<std::string>& notes) {
+  std::set<std::string> clones;
+  for (const auto* s : view.functions) {
+    if (s->name.size() <= r.symbol.size() || s->name.rfind(r.symbol + ".", 0) != 0) continue;
+    if (!r.file.empty() && s->file != r.file) continue;
+    std::string_view rest = std::string_view(s->name).substr(r.symbol.size() + 1);
+    if (rest.starts_with("constprop") || rest.starts_with("isra") || rest.starts_with("part")) clones.insert(s->name);
+  }
+  if (clones.empty()) return;
+  std::string list;
+  for (const auto& c : clones) list += (list.empty() ? "" : ", ") + c;
+  notes.push_back(fmt::format("{} also exists as gcc's specialised cop{} {}; callers of {} keep running the old code",
+                              r.symbol, clones.size() == 1 ? "y" : "ies", list, clones.size() == 1 ? "it" : "them"));
+}
+
 }  // namespace
 
 PackResult pack(const PackOptions& options) {
@@ -300,6 +325,7 @@ PackResult pack(const PackOptions& options) {
       fail("{}: {}: its code is not in the file", options.target, r.symbol);
     redirect::plan_entry_jump(spelling, RemoteAddr(r.target_value), code, RemoteAddr(r.target_value + 0x1000));
     register_contract(target, view, object, r, result.notes);
+    warn_about_clones(view, r, result.notes);
     patch.replacements.push_back(std::move(r));
   }
   if (patch.replacements.empty())
