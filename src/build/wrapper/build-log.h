@@ -1,0 +1,61 @@
+// build-log: the wrapper's record of a build, one JSON object per line.
+//
+// Every compile that produced an object appends
+//   {"cwd", "compiler", "launcher", "args", "command", "added", "source",
+//    "object", "language", "split", "time"}
+// and every link appends
+//   {"link": true, "cwd", "compiler", "launcher", "args", "command", "output",
+//    "inputs", "libraries", "time"}.
+// "args" are the compiler's arguments as the project wrote them, "command" the
+// argv the wrapper really ran, "added" the flags it added; paths in "source",
+// "object", "output" and "inputs" are absolute (not resolved through symbolic
+// links); "split" marks an object compiled on its own from a command that also
+// linked (see split-compile.h); "time" is seconds since the epoch.
+//
+// make -j runs many wrappers at once: each line is appended with a single
+// write() on a descriptor opened with O_APPEND, which Linux applies atomically
+// to a regular file, so lines never interleave or tear.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace suture::build::wrapper {
+
+struct CompileRecord {
+  std::string cwd;
+  std::string compiler;
+  std::vector<std::string> launcher;
+  std::vector<std::string> args;
+  std::vector<std::string> command;
+  std::vector<std::string> added;
+  std::string source;
+  std::string object;
+  std::string language;
+  bool split = false;
+  double time = 0;
+};
+
+struct LinkRecord {
+  std::string cwd;
+  std::string compiler;
+  std::vector<std::string> launcher;
+  std::vector<std::string> args;
+  std::vector<std::string> command;
+  std::string output;
+  std::vector<std::string> inputs;
+  std::vector<std::string> libraries;
+  double time = 0;
+};
+
+// One line, with its newline.
+std::string to_json_line(const CompileRecord& record);
+std::string to_json_line(const LinkRecord& record);
+
+// Appends each line with one write(). Throws Error("LOG: cannot append: ...").
+void append_lines(const std::string& log, const std::vector<std::string>& lines);
+
+// Seconds since the epoch, with sub-second precision.
+double now();
+
+}  // namespace suture::build::wrapper
