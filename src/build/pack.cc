@@ -295,13 +295,30 @@ void warn_about_clones(const TargetView& view, const patchfile::Replacement& r, 
 }  // namespace
 
 PackResult pack(const PackOptions& options) {
+  auto bytes = read_whole_file(options.object);
+  auto object = elf::ElfFile::parse(bytes, options.object);
+  if (object.type() != ET_REL) fail("{}: not a relocatable object (compile the patch with cc -c)", options.object);
+  // What the author asked for, as the header's macros recorded it.
+  std::vector<ReplaceRequest> replace;
+  for (const auto& [old_field, new_field] : read_pairs(object, ".suture.replace"))
+    replace.push_back({read_string(object, old_field), function_name(object, new_field)});
+  if (replace.empty())
+    fail("{}: no SUTURE_REPLACE records (include <suture/patch.h> and mark each replacement)", options.object);
+  std::vector<BindRequest> bind;
+  for (const auto& [local_field, target_field] : read_pairs(object, ".suture.bind"))
+    bind.push_back({read_string(object, local_field), read_string(object, target_field)});
+  return pack_requests(options, std::move(bytes), replace, bind);
+}
+
+PackResult pack_requests(const PackOptions& options, std::vector<uint8_t> object_bytes,
+                         const std::vector<ReplaceRequest>& replace, const std::vector<BindRequest>& bind) {
   PackResult result;
   auto target = elf::ElfFile::open(options.target);
   if (target.type() != ET_EXEC && target.type() != ET_DYN)
     fail("{}: not an executable or shared library", options.target);
   if (target.build_id().empty())
     fail("{}: has no build-id (link it with -Wl,--build-id); patches are keyed by build-id", options.target);
-  auto object = elf::ElfFile::parse(read_whole_file(options.object), options.object);
+  auto object = elf::ElfFile::parse(object_bytes, options.object);
   if (object.type() != ET_REL) fail("{}: not a relocatable object (compile the patch with cc -c)", options.object);
 
   TargetView view(target, options.target);
@@ -311,12 +328,11 @@ PackResult pack(const PackOptions& options) {
   patch.target_name = target.soname().empty() ? fs::path(options.target).filename().string() : target.soname();
   patch.created_unix = static_cast<uint64_t>(std::time(nullptr));
 
-  // What the author asked for.
   std::set<std::string> replaced;
-  for (const auto& [old_field, new_field] : read_pairs(object, ".suture.replace")) {
-    auto spelling = read_string(object, old_field);
+  for (const auto& request : replace) {
+    const auto& spelling = request.spelling;
     auto r = resolve_old(view, spelling, options.object);
-    r.new_symbol = function_name(object, new_field);
+    r.new_symbol = request.new_symbol;
     if (!replaced.insert(r.symbol + "@" + r.file).second)
       fail("{}: {} is replaced twice", options.object, spelling);
     // The entry must be able to take a jump; check it now, against the file's bytes.
@@ -328,14 +344,12 @@ PackResult pack(const PackOptions& options) {
     warn_about_clones(view, r, result.notes);
     patch.replacements.push_back(std::move(r));
   }
-  if (patch.replacements.empty())
-    fail("{}: no SUTURE_REPLACE records (include <suture/patch.h> and mark each replacement)", options.object);
 
   std::set<std::string> bound;
-  for (const auto& [local_field, target_field] : read_pairs(object, ".suture.bind")) {
+  for (const auto& request : bind) {
     patchfile::Binding b;
-    b.local = read_string(object, local_field);
-    auto [file, name] = split_spelling(read_string(object, target_field));
+    b.local = request.local;
+    auto [file, name] = split_spelling(request.target);
     b.symbol = name;
     b.file = file;
     bool found = false;
@@ -346,8 +360,8 @@ PackResult pack(const PackOptions& options) {
     check(target.symbols());
     if (view.debug) check(view.debug->symbols());
     check(target.dynamic_symbols());
-    if (!found) fail("{}: SUTURE_BIND({}, {}): {} has no such symbol", options.object, b.local,
-                     read_string(object, target_field), options.target);
+    if (!found) fail("{}: SUTURE_BIND({}, {}): {} has no such symbol", options.object, b.local, request.target,
+                     options.target);
     bound.insert(b.local);
     patch.bindings.push_back(std::move(b));
   }
@@ -374,7 +388,7 @@ PackResult pack(const PackOptions& options) {
            unresolved.size() > 1 ? "s" : "", options.target, list);
   }
 
-  patch.object = read_whole_file(options.object);
+  patch.object = std::move(object_bytes);
   patchfile::assign_id(patch);
   // Parse what we are about to write, exactly as apply will.
   patchfile::parse(patchfile::serialize(patch), options.object);

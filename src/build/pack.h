@@ -8,6 +8,7 @@
 // patch keyed by the binary's build-id.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -30,5 +31,22 @@ struct PackResult {
 
 // Throws Error("OBJECT: ..." or "TARGET: ...") naming what is wrong.
 PackResult pack(const PackOptions& options);
+
+// A function to replace, as an author would name it ("name", "file.c:name",
+// "ns::f(int)"), and the patch object's function that replaces it.
+struct ReplaceRequest {
+  std::string spelling;
+  std::string new_symbol;
+};
+// An undefined symbol of the patch object to bind to a target symbol ("file.c:name").
+struct BindRequest {
+  std::string local;
+  std::string target;
+};
+
+// pack() for requests that come from elsewhere than the object's .suture.*
+// records (suture build); options.object names the object in messages only.
+PackResult pack_requests(const PackOptions& options, std::vector<uint8_t> object_bytes,
+                         const std::vector<ReplaceRequest>& replace, const std::vector<BindRequest>& bind);
 
 }  // namespace suture::build
