@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
     CLI::App* sub = app.add_subcommand(name, help);
     verbs.emplace_back(sub, make(*sub));
   };
+  add("build", "build patch files from a source tree and a diff", suture::cli::add_build);
   add("pack", "check a patch object against a binary and write a patch file", suture::cli::add_pack);
   add("apply", "apply patches to a running process", suture::cli::add_apply);
   add("revert", "take applied patches back", suture::cli::add_revert);

@@ -15,5 +15,6 @@ Run add_apply(CLI::App& app);
 Run add_revert(CLI::App& app);
 Run add_status(CLI::App& app);
 Run add_inspect(CLI::App& app);
+Run add_build(CLI::App& app);
 
 }  // namespace suture::cli
