@@ -9,7 +9,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 util-linux
-  redis-server redis-tools ccache
+  redis-server redis-tools ccache memcached python3-matplotlib
 )
 
 missing=()
