@@ -35,6 +35,7 @@
 #include "build/fidelity/fidelity-check.h"
 #include "build/pack.h"
 #include "common/error.h"
+#include "common/fnv1a.h"
 #include "common/read-file.h"
 #include "elf/elf-file.h"
 
@@ -42,14 +43,6 @@ namespace suture::build {
 namespace {
 
 namespace fs = std::filesystem;
-
-uint64_t fnv1a(std::string_view text, uint64_t hash = 0xcbf29ce484222325ULL) {
-  for (unsigned char c : text) {
-    hash ^= c;
-    hash *= 0x100000001b3ULL;
-  }
-  return hash;
-}
 
 std::string quote(const std::string& s) {
   std::string out = "'";
@@ -97,9 +90,9 @@ std::string fingerprint(const fs::path& tree) {
                                   st.st_mtim.tv_sec, st.st_mtim.tv_nsec));
   }
   std::sort(entries.begin(), entries.end());
-  uint64_t hash = 0xcbf29ce484222325ULL;
-  for (const auto& e : entries) hash = fnv1a(e + "\n", hash);
-  return fmt::format("{:016x}", hash);
+  Fnv1a hash;
+  for (const auto& e : entries) hash.add_text(e).add_text("\n");
+  return fmt::format("{:016x}", hash.value());
 }
 
 fs::path cache_root(const BuildOptions& options) {

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/fnv1a.h"
 #include "process/maps.h"
 
 namespace suture::engine {
@@ -14,15 +15,6 @@ namespace {
 using nlohmann::json;
 
 constexpr char kMagic[16] = "SUTURE-RECORD-1";
-
-uint64_t fnv1a(std::span<const uint8_t> bytes) {
-  uint64_t hash = 0xcbf29ce484222325ULL;
-  for (uint8_t b : bytes) {
-    hash ^= b;
-    hash *= 0x100000001b3ULL;
-  }
-  return hash;
-}
 
 // Addresses are written as fixed-width hex strings: JSON numbers lose precision
 // above 2^53 in many readers, and a fixed width keeps the record's size

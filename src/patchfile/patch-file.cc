@@ -38,6 +38,7 @@
 #include <utility>
 
 #include "common/error.h"
+#include "common/fnv1a.h"
 #include "common/read-file.h"
 #include "elf/elf-file.h"
 
@@ -58,30 +59,6 @@ constexpr int max_nesting = 32;
 // alignment arithmetic further down cannot overflow.
 constexpr uint64_t max_allocated = 1u << 30;
 constexpr uint64_t max_alignment = 1u << 20;
-
-class Fnv1a {
- public:
-  void add(std::span<const uint8_t> bytes) {
-    for (uint8_t byte : bytes) {
-      hash_ ^= byte;
-      hash_ *= 0x100000001b3ull;
-    }
-  }
-  void add_u64(uint64_t value) {
-    uint8_t bytes[8];
-    for (int i = 0; i < 8; ++i) bytes[i] = static_cast<uint8_t>(value >> (8 * i));
-    add(bytes);
-  }
-  // Length first, so that ("ab", "c") and ("a", "bc") hash differently.
-  void add_string(std::string_view text) {
-    add_u64(text.size());
-    add({reinterpret_cast<const uint8_t*>(text.data()), text.size()});
-  }
-  uint64_t value() const { return hash_; }
-
- private:
-  uint64_t hash_ = 0xcbf29ce484222325ull;
-};
 
 uint64_t checksum(std::span<const uint8_t> bytes) {
   Fnv1a fnv;

@@ -5,20 +5,12 @@
 
 #include <fmt/format.h>
 
+#include "common/fnv1a.h"
+
 namespace suture::build::wrapper {
 namespace {
 
 namespace fs = std::filesystem;
-
-// FNV-1a: stable across runs and builds of the wrapper, unlike std::hash.
-uint64_t fnv1a(const std::string& text) {
-  uint64_t hash = 0xcbf29ce484222325ull;
-  for (unsigned char c : text) {
-    hash ^= c;
-    hash *= 0x100000001b3ull;
-  }
-  return hash;
-}
 
 // Marks the words at WHERE.
 void mark(std::vector<bool>& words, const std::vector<size_t>& where) {
