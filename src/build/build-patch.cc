@@ -277,26 +277,46 @@ BuildReport build_patches(const BuildOptions& options) {
     extract::Extracted extracted;
   };
   std::map<std::string, std::vector<Piece>> by_binary;  // relative output path -> pieces
+  // The original compile of each recompiled translation unit: by source path
+  // within the tree, and by object path when a source is compiled twice.
+  // (Objects of compile-and-link commands live outside the trees.)
+  auto original_compile = [&](const Compile& c) -> const Compile* {
+    fs::path rel_source = fs::relative(c.source, patched).lexically_normal();
+    std::vector<const Compile*> candidates;
+    for (const auto& o : before.compiles)
+      if (fs::relative(o.source, original).lexically_normal() == rel_source) candidates.push_back(&o);
+    if (candidates.size() > 1) {
+      fs::path rel_object = fs::relative(c.object, patched).lexically_normal();
+      std::erase_if(candidates, [&](const Compile* o) {
+        return fs::relative(o->object, original).lexically_normal() != rel_object;
+      });
+    }
+    if (candidates.size() != 1) return nullptr;
+    return candidates[0];
+  };
   for (const auto& c : after.compiles) {
-    fs::path rel = fs::relative(c.object, patched);
-    fs::path old_object = original / rel;
-    if (!fs::exists(old_object)) fail("{}: new object with no original; new source files are not supported yet", rel.string());
+    std::string rel = fs::relative(c.source, patched).lexically_normal().string();
+    const Compile* before_compile = original_compile(c);
+    if (!before_compile)
+      fail("{}: no single compile of it in the original build (new source files are not supported yet)", rel);
+    fs::path old_object = before_compile->object;
     auto old_elf = elf::ElfFile::open(old_object.string());
     auto new_elf = elf::ElfFile::open(c.object.string());
     auto diff = diff::diff_objects(old_elf, new_elf);
     if (!diff.errors.empty()) {
       std::string all;
       for (const auto& e : diff.errors) all += (all.empty() ? "" : "\n  ") + e;
-      fail("{}: {}", rel.string(), all);
+      fail("{}: {}", rel, all);
     }
     if (diff.changes.empty()) continue;
     auto extracted = extract::extract_patch(new_elf, diff, first_file_symbol(new_elf));
     std::vector<std::string> outputs;
     for (const auto& l : before.links)
       for (const auto& in : l.inputs)
-        if (fs::relative(in, original) == rel) outputs.push_back(fs::relative(l.output, original).string());
+        if (fs::weakly_canonical(in) == fs::weakly_canonical(old_object))
+          outputs.push_back(fs::relative(l.output, original).string());
     if (outputs.empty() && before.links.size() == 1) outputs.push_back(fs::relative(before.links[0].output, original).string());
-    if (outputs.empty()) fail("{}: cannot tell which binary it is linked into", rel.string());
+    if (outputs.empty()) fail("{}: cannot tell which binary its object is linked into", rel);
     for (const auto& out : outputs) by_binary[out].push_back({old_object, old_object.string(), extracted});
   }
   if (by_binary.empty()) {
