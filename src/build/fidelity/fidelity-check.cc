@@ -31,9 +31,19 @@
 //    if it has none (jump tables, anonymous constants) we compare the section's
 //    bytes at X the same way, relocations included.
 //
-// Rejected. Disassembling both copies and comparing instructions symbolically
-// would need a model of every relaxation and of what each operand means; the
-// relocation table already says which bytes the linker may change and how.
+// Padding. The assembler picks the nops that align code itself, so the same
+// compiler output can differ in padding alone (`nopl 0x0(%rax)` against
+// `nopw 0x0(%rax,%rax,1)`, an extra `xchg %ax,%ax`), which shifts every later
+// offset and displacement. When the bytes differ we therefore compare the two
+// again instruction by instruction with the padding left out (see Decoded):
+// the same instructions one to one, branches inside the function going to the
+// same instruction, references into the function (jump tables) naming the
+// same instruction, and relocated instructions checked as above.
+//
+// Rejected. Comparing instructions symbolically from the start would need a
+// model of every relaxation and of what each operand means; the relocation
+// table already says which bytes the linker may change and how, so the
+// instruction-level comparison is only a fallback, and reuses it.
 // Comparing against a relink of the rebuild would prove nothing about the binary
 // on disk. Matching functions by address order would break on any layout change.
 //
@@ -42,10 +52,12 @@
 
 #include "build/fidelity/fidelity-check.h"
 
+#include <Zydis/Zydis.h>
 #include <elf.h>
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <map>
 #include <set>
@@ -325,6 +337,124 @@ struct Difference {
   std::string what;
 };
 
+
+// --- Instruction-level fallback ---------------------------------------------
+//
+// The assembler chooses alignment padding itself (gas picks among nop forms by
+// how many bytes a `.p2align` needs, and that depends on the layout before it),
+// so the same compiler output can assemble into bytes that differ only in
+// padding, which then shifts every later offset and branch displacement. When
+// the byte comparison fails we decode both copies linearly and compare them
+// with the padding left out. Padding is an instruction Zydis decodes as NOP,
+// which covers every form gas emits for x86-64 code alignment:
+//   90                               nop
+//   66 90                            xchg %ax,%ax (data16 nop)
+//   0f 1f 00 / 0f 1f 40 00           nopl (%rax) / nopl 0x0(%rax)
+//   0f 1f 44 00 00                   nopl 0x0(%rax,%rax,1)
+//   66 0f 1f 44 00 00                nopw 0x0(%rax,%rax,1)
+//   0f 1f 80 00 00 00 00             nopl 0x0(%rax)
+//   0f 1f 84 00 00 00 00 00          nopl 0x0(%rax,%rax,1)
+//   66 0f 1f 84 00 ...               nopw 0x0(%rax,%rax,1)
+//   [66 ...] 66 2e 0f 1f 84 00 ...   data16 ... cs nopw 0x0(%rax,%rax,1)
+// (66 90 is checked by its bytes too, should a decoder call it xchg.) The
+// 32-bit fillers `lea 0x0(%esi,%eiz,1),%esi` and `mov %esi,%esi` are not
+// padding here: gas does not emit them in 64-bit code, and they are not
+// no-ops there (they write a register), so they are compared like any other
+// instruction. What remains must pair up one to one.
+
+constexpr size_t kNoIndex = SIZE_MAX;
+
+struct Decoded {
+  struct Instruction {
+    uint64_t offset = 0;
+    ZydisDecodedInstruction insn;
+    std::array<ZydisDecodedOperand, ZYDIS_MAX_OPERAND_COUNT> operands;
+  };
+  std::vector<Instruction> kept;  // padding left out
+  // For every offset 0..size: the index in `kept` of the instruction there, or
+  // of the first one after padding there (kept.size() at the end); kNoIndex
+  // inside an instruction.
+  std::vector<size_t> index_at;
+  std::optional<uint64_t> undecodable_at;
+
+  uint64_t offset_of(size_t index, uint64_t size) const { return index < kept.size() ? kept[index].offset : size; }
+};
+
+bool is_padding(const ZydisDecodedInstruction& insn, std::span<const uint8_t> bytes) {
+  if (insn.mnemonic == ZYDIS_MNEMONIC_NOP) return true;
+  return insn.length == 2 && bytes[0] == 0x66 && bytes[1] == 0x90;
+}
+
+Decoded decode_function(std::span<const uint8_t> code) {
+  ZydisDecoder decoder;
+  ZydisDecoderInit(&decoder, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64);
+  Decoded decoded;
+  decoded.index_at.assign(code.size() + 1, kNoIndex);
+  std::vector<uint64_t> padding;  // offsets of padding not yet followed by a kept instruction
+  uint64_t at = 0;
+  while (at < code.size()) {
+    Decoded::Instruction instruction;
+    instruction.offset = at;
+    if (!ZYAN_SUCCESS(ZydisDecoderDecodeFull(&decoder, code.data() + at, code.size() - at, &instruction.insn,
+                                             instruction.operands.data()))) {
+      decoded.undecodable_at = at;
+      return decoded;
+    }
+    if (is_padding(instruction.insn, code.subspan(at))) {
+      padding.push_back(at);
+    } else {
+      for (uint64_t p : padding) decoded.index_at[p] = decoded.kept.size();
+      padding.clear();
+      decoded.index_at[at] = decoded.kept.size();
+      decoded.kept.push_back(instruction);
+    }
+    at += instruction.insn.length;
+  }
+  for (uint64_t p : padding) decoded.index_at[p] = decoded.kept.size();
+  decoded.index_at[code.size()] = decoded.kept.size();
+  return decoded;
+}
+
+// Where an instruction's relative operand (a branch target or a RIP-relative
+// address) points, from the function's start, and where in the instruction
+// its field is; nullopt if it has none.
+struct RelativeOperand {
+  int64_t target = 0;
+  uint8_t field = 0;  // offset of the displacement or immediate in the instruction
+  uint8_t width = 0;
+};
+
+std::optional<RelativeOperand> relative_operand(const Decoded::Instruction& instruction) {
+  const ZydisDecodedInstruction& insn = instruction.insn;
+  int64_t next = static_cast<int64_t>(instruction.offset + insn.length);
+  for (uint8_t i = 0; i < insn.operand_count_visible; ++i) {
+    const ZydisDecodedOperand& operand = instruction.operands[i];
+    if (operand.type == ZYDIS_OPERAND_TYPE_IMMEDIATE && operand.imm.is_relative)
+      return RelativeOperand{next + operand.imm.value.s, insn.raw.imm[0].offset,
+                             static_cast<uint8_t>(insn.raw.imm[0].size / 8)};
+    if (operand.type == ZYDIS_OPERAND_TYPE_MEMORY && operand.mem.base == ZYDIS_REGISTER_RIP)
+      return RelativeOperand{next + operand.mem.disp.value, insn.raw.disp.offset,
+                             static_cast<uint8_t>(insn.raw.disp.size / 8)};
+  }
+  return std::nullopt;
+}
+
+// The rebuild's layout of a function against the binary's, with padding left
+// out: lets a reference into the function (a jump table entry) be checked by
+// the instruction it names rather than by its offset.
+struct Layout {
+  size_t section = 0;  // the function's section in the rebuild
+  uint64_t start = 0;  // the function's offset in it
+  uint64_t size = 0;   // in the rebuild
+  uint64_t binary_address = 0;
+  uint64_t binary_size = 0;
+  const Decoded* ours = nullptr;
+  const Decoded* theirs = nullptr;
+  // Per rebuild section: where the function's PC-relative references into it
+  // point (a jump table's start, from which its entries are relative).
+  std::map<size_t, std::vector<uint64_t>> referenced;
+};
+
 class Checker {
  public:
   Checker(const ElfFile& object, const ElfFile& binary) : object_(object), binary_(binary), index_(binary) {}
@@ -339,6 +469,18 @@ class Checker {
     const Section& section = object_.sections()[function.shndx];
     uint64_t common = std::min(function.size, in_binary.size);
     auto difference = compare_block(section, function.value, common, in_binary.value, 0);
+    if (difference || function.size != in_binary.size) {
+      // Perhaps only the assembler's padding differs.
+      visited_.clear();
+      auto by_instruction = compare_instructions(section, function, in_binary);
+      if (!by_instruction) return std::nullopt;
+      // Where the two were still laid out alike up to the instruction that
+      // differs, the byte comparison's first difference (in that instruction)
+      // says best what differs; otherwise it may be a mere consequence of the
+      // padding, and only the instruction-level difference means anything.
+      if (by_instruction->second || !difference || difference->offset < by_instruction->first.offset)
+        return Mismatch{function.name, by_instruction->first.offset, std::move(by_instruction->first.what)};
+    }
     if (function.size != in_binary.size) {
       std::string what = fmt::format("size {} in the rebuild, {} in the binary", function.size, in_binary.size);
       if (difference) what += fmt::format("; first difference at +0x{:x}: {}", difference->offset, difference->what);
@@ -354,6 +496,15 @@ class Checker {
   // its relocation names.
   std::optional<Difference> compare_block(const Section& section, uint64_t start, uint64_t size, uint64_t address,
                                           int depth) {
+    Block saved = block_;
+    block_ = {static_cast<size_t>(&section - object_.sections().data()), start};
+    auto difference = compare_block_bytes(section, start, size, address, depth);
+    block_ = saved;
+    return difference;
+  }
+
+  std::optional<Difference> compare_block_bytes(const Section& section, uint64_t start, uint64_t size,
+                                                uint64_t address, int depth) {
     auto object_all = object_.section_bytes(section);
     if (section.type == SHT_NOBITS || start > object_all.size() || object_all.size() - start < size)
       return Difference{0, fmt::format("{}+0x{:x}: no bytes in the rebuild to compare", section.name, start)};
@@ -362,6 +513,14 @@ class Checker {
     if (theirs.size() != size)
       return Difference{0, fmt::format("0x{:x}..0x{:x} is not file-backed in the binary", address, address + size)};
 
+    return compare_bytes(ours, theirs, address, make_sites(section, start, size, ours, theirs), size, depth);
+  }
+
+  // The relocated stretches of [start, start + size) of an object section,
+  // relative to `start`; `ours` and `theirs` begin at `start` and at its copy
+  // in the binary.
+  std::vector<Site> make_sites(const Section& section, uint64_t start, uint64_t size, std::span<const uint8_t> ours,
+                               std::span<const uint8_t> theirs) const {
     std::vector<Site> sites;
     for (const Relocation& relocation : object_.relocations_for(section)) {
       if (relocation.type == R_X86_64_NONE || relocation.offset < start || relocation.offset - start >= size) continue;
@@ -378,7 +537,13 @@ class Checker {
       sites.push_back(site);
     }
     std::sort(sites.begin(), sites.end(), [](const Site& a, const Site& b) { return a.begin < b.begin; });
+    return sites;
+  }
 
+  // The first `size` bytes of `ours` and `theirs` (the binary's, at `address`):
+  // equal outside `sites`, each site resolving to what its relocation names.
+  std::optional<Difference> compare_bytes(std::span<const uint8_t> ours, std::span<const uint8_t> theirs,
+                                          uint64_t address, const std::vector<Site>& sites, uint64_t size, int depth) {
     size_t next = 0;
     for (uint64_t at = 0; at < size;) {
       if (next < sites.size() && sites[next].begin <= at) {
@@ -399,7 +564,7 @@ class Checker {
   }
 
   static GotForm got_form(std::span<const uint8_t> ours, std::span<const uint8_t> theirs, uint64_t at) {
-    if (at < 2 || at + 4 > ours.size()) return GotForm::Kept;
+    if (at < 2 || at + 4 > ours.size() || at + 4 > theirs.size()) return GotForm::Kept;
     if (ours[at - 2] == theirs[at - 2] && ours[at - 1] == theirs[at - 1]) return GotForm::Kept;
     // mov foo@GOTPCREL(%rip), %reg  ->  lea foo(%rip), %reg (same ModRM)
     if (ours[at - 2] == 0x8b && theirs[at - 2] == 0x8d && ours[at - 1] == theirs[at - 1]) return GotForm::Lea;
@@ -427,6 +592,7 @@ class Checker {
     int64_t A = relocation.addend;
     uint64_t at = site.field;
     uint64_t P = address + at;
+    field_ = {block_.section, block_.start + at};
     auto pc_relative = [&](uint64_t field_at, uint64_t field_address, unsigned width) {
       return field_address + sign_extend(read_le(theirs, field_at, width), width);  // V = S + A
     };
@@ -538,6 +704,9 @@ class Checker {
       return symbol.type == STT_SECTION ? check_merged(section, symbol.value + A, V, how)
                                         : check_merged(section, symbol.value, X, how);
     }
+    if (layout_ && symbol.shndx == layout_->section) {
+      if (auto verdict = check_into_function(symbol, A, V, how, pc_relative)) return *verdict;
+    }
     uint64_t base = X - symbol.value;  // an ordinary section stays whole
     if (auto known = section_address(symbol.shndx)) {
       if (*known == base) return std::nullopt;
@@ -553,6 +722,168 @@ class Checker {
     if (auto difference = compare_block(section, 0, section.size, base, depth + 1))
       return fmt::format("{} ({} at 0x{:x} in the binary): at +0x{:x}: {}", target_name(symbol, A, pc_relative),
                          section.name, base, difference->offset, difference->what);
+    return std::nullopt;
+  }
+
+  // A reference into the function whose padding differs (a jump table entry,
+  // compared while the function is compared by instructions): the place it
+  // names in the rebuild and the place it names in the binary must be the same
+  // instruction. nullopt when the reference is not into that function; then
+  // the usual rule applies. A PC-relative entry of a table is relative to the
+  // table's start, which the function refers to; `c` is the entry's distance
+  // from it, the same in both (the table's section is kept whole).
+  std::optional<std::optional<std::string>> check_into_function(const Symbol& symbol, int64_t A, uint64_t V,
+                                                                std::string_view how, bool pc_relative) {
+    const Layout& layout = *layout_;
+    int64_t c = 0;
+    if (pc_relative) {
+      auto it = layout.referenced.find(field_.section);
+      if (field_.section == layout.section || it == layout.referenced.end()) return std::nullopt;
+      std::optional<uint64_t> table;
+      for (uint64_t start : it->second)
+        if (start <= field_.start && (!table || start > *table)) table = start;
+      if (!table) return std::nullopt;
+      c = static_cast<int64_t>(field_.start - *table);
+    }
+    int64_t ours = static_cast<int64_t>(symbol.value) + A - c - static_cast<int64_t>(layout.start);
+    if (ours < 0 || static_cast<uint64_t>(ours) > layout.size) return std::nullopt;
+    int64_t theirs = static_cast<int64_t>(V - layout.binary_address) - c;
+    size_t index = layout.ours->index_at[ours];
+    size_t their_index = theirs >= 0 && static_cast<uint64_t>(theirs) <= layout.binary_size
+                             ? layout.theirs->index_at[theirs]
+                             : kNoIndex;
+    if (index != kNoIndex && index == their_index) return std::optional<std::string>{};
+    auto place = [](size_t at_index, int64_t offset) {
+      return at_index == kNoIndex ? fmt::format("+0x{:x}, not an instruction of the function", offset)
+                                  : fmt::format("instruction #{} (+0x{:x})", at_index, offset);
+    };
+    return fmt::format("{}: rebuild {} {}, binary to {} (padding left out)", how,
+                       how == "reference" ? "refers to" : "goes to", place(index, ours), place(their_index, theirs));
+  }
+
+  // The function instruction by instruction, padding left out (see Decoded).
+  // The difference found, and whether the two had been laid out differently
+  // by then.
+  std::optional<std::pair<Difference, bool>> compare_instructions(const Section& section, const Symbol& function,
+                                                                  const Symbol& in_binary) {
+    auto object_all = object_.section_bytes(section);
+    if (section.type == SHT_NOBITS || function.value > object_all.size() ||
+        object_all.size() - function.value < function.size)
+      return std::pair{Difference{0, "no bytes in the rebuild to compare"}, false};
+    auto ours_all = object_all.subspan(function.value, function.size);
+    auto theirs_all = binary_.bytes_at_vaddr(in_binary.value, in_binary.size);
+    if (theirs_all.size() != in_binary.size) return std::pair{Difference{0, "not file-backed in the binary"}, false};
+    Decoded ours = decode_function(ours_all);
+    Decoded theirs = decode_function(theirs_all);
+    if (ours.undecodable_at)
+      return std::pair{Difference{*ours.undecodable_at, "the rebuild's code cannot be decoded here"}, true};
+    if (theirs.undecodable_at)
+      return std::pair{
+          Difference{0, fmt::format("the binary's code cannot be decoded at +0x{:x}", *theirs.undecodable_at)}, true};
+
+    Layout layout{static_cast<size_t>(&section - object_.sections().data()),
+                  function.value, function.size, in_binary.value, in_binary.size, &ours, &theirs, {}};
+    const auto& relocations = object_.relocations_for(section);
+    for (const Relocation& relocation : relocations) {
+      if (relocation.offset < function.value || relocation.offset - function.value >= function.size) continue;
+      const Symbol& target = object_.symbols()[relocation.symbol];
+      if (in_a_section(object_, target) && (relocation.type == R_X86_64_PC32))
+        layout.referenced[target.shndx].push_back(target.value + relocation.addend + 4);
+    }
+    layout_ = &layout;
+    auto result = pair_instructions(section, function, in_binary, ours_all, theirs_all, ours, theirs);
+    layout_ = nullptr;
+    return result;
+  }
+
+  std::optional<std::pair<Difference, bool>> pair_instructions(const Section& section, const Symbol& function,
+                                                               const Symbol& in_binary,
+                                                               std::span<const uint8_t> ours_all,
+                                                               std::span<const uint8_t> theirs_all,
+                                                               const Decoded& ours, const Decoded& theirs) {
+    const auto& relocations = object_.relocations_for(section);
+    bool shifted = false;
+    size_t count = std::min(ours.kept.size(), theirs.kept.size());
+    for (size_t i = 0; i < count; ++i) {
+      const auto& a = ours.kept[i];
+      const auto& b = theirs.kept[i];
+      shifted = shifted || a.offset != b.offset;
+      auto fail = [&](std::string what) {
+        return std::pair{Difference{a.offset, fmt::format("instruction #{} (+0x{:x} in the rebuild, +0x{:x} in the "
+                                                          "binary, padding left out): {}",
+                                                          i, a.offset, b.offset, what)},
+                         shifted};
+      };
+      auto ours_here = ours_all.subspan(a.offset, a.insn.length);
+      auto theirs_here = theirs_all.subspan(b.offset, b.insn.length);
+
+      bool relocated = std::any_of(relocations.begin(), relocations.end(), [&](const Relocation& relocation) {
+        return relocation.type != R_X86_64_NONE && relocation.offset >= function.value + a.offset &&
+               relocation.offset < function.value + a.offset + a.insn.length;
+      });
+      if (relocated) {
+        // As the byte comparison does it, from this instruction on.
+        auto ours_rest = ours_all.subspan(a.offset);
+        auto theirs_rest = theirs_all.subspan(b.offset);
+        auto sites = make_sites(section, function.value + a.offset, a.insn.length, ours_rest, theirs_rest);
+        bool rewritten =
+            std::any_of(sites.begin(), sites.end(), [](const Site& site) { return site.form != GotForm::Kept; });
+        if (theirs_rest.size() < a.insn.length || (!rewritten && a.insn.length != b.insn.length))
+          return fail(fmt::format("{} in the rebuild, {} in the binary", hex_bytes(ours_here), hex_bytes(theirs_here)));
+        block_ = {layout_->section, function.value + a.offset};
+        auto difference = compare_bytes(ours_rest, theirs_rest, in_binary.value + b.offset, sites, a.insn.length, 0);
+        block_ = {};
+        if (difference) return fail(difference->what);
+        continue;
+      }
+
+      auto relative = relative_operand(a);
+      if (relative) {
+        auto other = relative_operand(b);
+        if (!other || a.insn.mnemonic != b.insn.mnemonic || a.insn.operand_count != b.insn.operand_count)
+          return fail(fmt::format("{} in the rebuild, {} in the binary", hex_bytes(ours_here), hex_bytes(theirs_here)));
+        // A branch may be short in one and near in the other; anything else
+        // about the instruction must be the same bytes.
+        if (a.insn.length == b.insn.length && relative->field == other->field) {
+          for (size_t k = 0; k < a.insn.length; ++k) {
+            if (k >= relative->field && k < size_t{relative->field} + relative->width) continue;
+            if (ours_here[k] != theirs_here[k])
+              return fail(fmt::format("byte 0x{:02x} in the rebuild, 0x{:02x} in the binary at +{} of the instruction",
+                                      ours_here[k], theirs_here[k], k));
+          }
+        } else if (relative->width == other->width || (a.insn.meta.category != ZYDIS_CATEGORY_COND_BR &&
+                                                           a.insn.meta.category != ZYDIS_CATEGORY_UNCOND_BR)) {
+          return fail(fmt::format("{} in the rebuild, {} in the binary", hex_bytes(ours_here), hex_bytes(theirs_here)));
+        }
+        auto index_of = [](const Decoded& decoded, int64_t target, uint64_t size) {
+          return target >= 0 && static_cast<uint64_t>(target) <= size ? decoded.index_at[target] : kNoIndex;
+        };
+        size_t ours_target = index_of(ours, relative->target, function.size);
+        size_t theirs_target = index_of(theirs, other->target, in_binary.size);
+        if (ours_target == kNoIndex)
+          return fail(fmt::format("refers to +0x{:x}, {} without a relocation: not verified", relative->target,
+                                  relative->target < 0 || uint64_t(relative->target) > function.size
+                                      ? "outside the function"
+                                      : "inside an instruction"));
+        if (ours_target != theirs_target) {
+          std::string theirs_as = theirs_target == kNoIndex
+                                      ? fmt::format("+0x{:x}, not an instruction of the function", other->target)
+                                      : fmt::format("instruction #{} (+0x{:x})", theirs_target, other->target);
+          return fail(fmt::format("rebuild goes to instruction #{} (+0x{:x}), binary to {}", ours_target,
+                                  relative->target, theirs_as));
+        }
+        continue;
+      }
+
+      if (a.insn.length != b.insn.length || !std::equal(ours_here.begin(), ours_here.end(), theirs_here.begin()))
+        return fail(fmt::format("{} in the rebuild, {} in the binary", hex_bytes(ours_here), hex_bytes(theirs_here)));
+    }
+    if (ours.kept.size() != theirs.kept.size()) {
+      uint64_t at = ours.offset_of(count, function.size);
+      return std::pair{Difference{at, fmt::format("{} instructions in the rebuild, {} in the binary, padding left out",
+                                                  ours.kept.size(), theirs.kept.size())},
+                       shifted || at != theirs.offset_of(count, in_binary.size)};
+    }
     return std::nullopt;
   }
 
@@ -666,6 +997,13 @@ class Checker {
   BinaryIndex index_;
   std::map<size_t, std::optional<uint64_t>> section_addresses_;
   std::set<size_t> visited_;  // anonymous sections compared for the current function
+  struct Block {
+    size_t section = 0;
+    uint64_t start = 0;
+  };
+  Block block_;             // the block compare_block() is comparing
+  Block field_;             // the relocated field check_site() is checking: section and offset
+  const Layout* layout_ = nullptr;  // while a function is compared by instructions
 };
 
 bool is_function(const Symbol& symbol) { return symbol.type == STT_FUNC || symbol.type == STT_GNU_IFUNC; }

@@ -26,8 +26,9 @@ struct Mismatch {
 // Compares `function` (a symbol of the relocatable `object`, compiled with
 // -ffunction-sections) with `in_binary` (a symbol of the linked executable or
 // shared object `binary`): sizes equal, bytes equal outside relocated fields,
-// and every relocated field of the binary pointing at what the relocation names.
-// nullopt when they are the same code.
+// and every relocated field of the binary pointing at what the relocation names;
+// or, failing that, the same instructions once the assembler's alignment
+// padding is left out of both. nullopt when they are the same code.
 std::optional<Mismatch> compare_function(const elf::ElfFile& object, const elf::Symbol& function,
                                          const elf::ElfFile& binary, const elf::Symbol& in_binary);
 

@@ -4,11 +4,13 @@
 // not, and the message must name the function and what differs.
 #include "build/fidelity/fidelity-check.h"
 
+#include <Zydis/Zydis.h>
 #include <elf.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -304,6 +306,112 @@ TEST(FidelityCheck, GotSlotOfAnotherSymbol) {
   auto mismatches = check_functions(object, tampered, {"bump"});
   ASSERT_EQ(mismatches.size(), 1u);
   EXPECT_THAT(mismatches[0].what, StartsWith("GOT entry: rebuild loads the address of counter, binary's slot at 0x"));
+}
+
+
+// --- Padding the assembler chose differently ----------------------------------
+
+// fid-pad is fid-pad.c's assembly assembled with other code alignment; the
+// rebuild pie-fid-pad.o with the compiler's.
+
+struct Instruction {
+  uint64_t address = 0;
+  ZydisDecodedInstruction insn;
+  std::array<ZydisDecodedOperand, ZYDIS_MAX_OPERAND_COUNT> operands;
+};
+
+std::vector<Instruction> instructions_of(const ElfFile& binary, const std::string& function) {
+  const Symbol& symbol = symbol_named(binary, function);
+  auto code = binary.bytes_at_vaddr(symbol.value, symbol.size);
+  ZydisDecoder decoder;
+  ZydisDecoderInit(&decoder, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64);
+  std::vector<Instruction> all;
+  for (uint64_t at = 0; at < code.size();) {
+    Instruction instruction;
+    instruction.address = symbol.value + at;
+    if (!ZYAN_SUCCESS(ZydisDecoderDecodeFull(&decoder, code.data() + at, code.size() - at, &instruction.insn,
+                                             instruction.operands.data())))
+      throw std::runtime_error("cannot decode " + function);
+    at += instruction.insn.length;
+    all.push_back(instruction);
+  }
+  return all;
+}
+
+const Instruction& instruction_at(const std::vector<Instruction>& all, uint64_t address) {
+  for (const Instruction& instruction : all)
+    if (instruction.address == address) return instruction;
+  throw std::runtime_error("no instruction there");
+}
+
+TEST(FidelityCheck, PaddingOnlyDifferenceIsAccepted) {
+  ElfFile binary = fixture("fid-pad");
+  ElfFile object = fixture("pie-fid-pad.o");
+  // The padding really differs.
+  ASSERT_NE(symbol_named(binary, "pad_loop").size, symbol_named(object, "pad_loop").size);
+  auto mismatches = check_functions(object, binary, {"pad_loop", "main"});
+  EXPECT_TRUE(mismatches.empty()) << describe(mismatches);
+}
+
+TEST(FidelityCheck, ChangedInstructionAfterPaddingIsRefused) {
+  ElfFile binary = fixture("fid-pad");
+  ElfFile object = fixture("pie-fid-pad.o");
+  // sum += 0x12345, one of the switch's cases, after padding: make it 0x12346.
+  const Symbol& function = symbol_named(binary, "pad_loop");
+  auto code = binary.bytes_at_vaddr(function.value, function.size);
+  const std::vector<uint8_t> constant = {0x45, 0x23, 0x01, 0x00};
+  auto at = std::search(code.begin(), code.end(), constant.begin(), constant.end());
+  ASSERT_NE(at, code.end());
+  ElfFile tampered = patched(binary, function.value + (at - code.begin()), {0x46});
+
+  auto mismatches = check_functions(object, tampered, {"pad_loop"});
+  ASSERT_EQ(mismatches.size(), 1u);
+  EXPECT_THAT(mismatches[0].what, StartsWith("instruction #"));
+  EXPECT_THAT(mismatches[0].what, HasSubstr("45 23 01 00 in the rebuild"));
+  EXPECT_THAT(mismatches[0].what, HasSubstr("46 23 01 00 in the binary"));
+}
+
+TEST(FidelityCheck, BranchToAnotherInstructionAfterPaddingIsRefused) {
+  ElfFile binary = fixture("fid-pad");
+  ElfFile object = fixture("pie-fid-pad.o");
+  const Symbol& function = symbol_named(binary, "pad_loop");
+  auto all = instructions_of(binary, "pad_loop");
+  // A short conditional branch within the function, retargeted to the
+  // instruction after its target.
+  for (const Instruction& branch : all) {
+    if (branch.insn.meta.category != ZYDIS_CATEGORY_COND_BR || branch.insn.raw.imm[0].size != 8) continue;
+    uint64_t target = branch.address + branch.insn.length + branch.operands[0].imm.value.s;
+    if (target < function.value || target >= function.value + function.size) continue;
+    const Instruction& there = instruction_at(all, target);
+    if (there.insn.mnemonic == ZYDIS_MNEMONIC_NOP || branch.operands[0].imm.value.s + there.insn.length > 127)
+      continue;
+    uint8_t displacement = uint8_t(branch.operands[0].imm.value.s + there.insn.length);
+    ElfFile tampered = patched(binary, branch.address + branch.insn.raw.imm[0].offset, {displacement});
+
+    auto mismatches = check_functions(object, tampered, {"pad_loop"});
+    ASSERT_EQ(mismatches.size(), 1u);
+    EXPECT_THAT(mismatches[0].what, StartsWith("instruction #"));
+    EXPECT_THAT(mismatches[0].what, HasSubstr("rebuild goes to instruction #"));
+    return;
+  }
+  FAIL() << "no short conditional branch in pad_loop";
+}
+
+TEST(FidelityCheck, JumpTableEntryToAnotherInstructionAfterPaddingIsRefused) {
+  ElfFile binary = fixture("fid-pad");
+  ElfFile object = fixture("pie-fid-pad.o");
+  uint64_t field =
+      symbol_named(binary, "pad_loop").value + relocation_offset(object, "pad_loop", R_X86_64_PC32, ".rodata.pad_loop");
+  uint64_t table = field + 4 + read32(binary, field);
+  auto all = instructions_of(binary, "pad_loop");
+  const Instruction& case0 = instruction_at(all, table + read32(binary, table));
+  ElfFile tampered = with_field(binary, table, read32(binary, table) + case0.insn.length);
+
+  auto mismatches = check_functions(object, tampered, {"pad_loop"});
+  ASSERT_EQ(mismatches.size(), 1u);
+  EXPECT_THAT(mismatches[0].what, HasSubstr(".rodata.pad_loop"));
+  EXPECT_THAT(mismatches[0].what, HasSubstr("rebuild refers to instruction #"));
+  EXPECT_THAT(mismatches[0].what, HasSubstr("binary to instruction #"));
 }
 
 }  // namespace
