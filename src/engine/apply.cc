@@ -208,17 +208,6 @@ Prepared prepare(process::Tracee& tracee, TargetModel& model, UndoLog& undo,
   return p;
 }
 
-std::string refusal(const consistency::SafePointResult& result, const TargetModel& model,
-                    std::chrono::milliseconds timeout) {
-  std::string text = fmt::format("refused after {} checks in {:.1f} s: ", result.attempts, timeout.count() / 1000.0);
-  auto symbolize = [&model](RemoteAddr a) { return model.symbolize(a); };
-  for (size_t i = 0; i < result.conflicts.size(); ++i) {
-    if (i) text += "\n";
-    text += consistency::describe(result.conflicts[i], symbolize);
-  }
-  return text;
-}
-
 }  // namespace
 
 std::vector<PatchInput> load_patch_inputs(const std::vector<std::string>& paths) {
@@ -301,7 +290,7 @@ ApplyReport apply(pid_t pid, const std::vector<PatchInput>& patches, const Apply
   for (const auto& p : prepared) busy.insert(busy.end(), p.busy.begin(), p.busy.end());
   auto safe = consistency::wait_for_safe_point(tracee, busy, options.timeout);
   report.attempts = safe.attempts;
-  if (!safe.safe) fail("{}", refusal(safe, model, options.timeout));
+  if (!safe.safe) fail("{}", model.describe_refusal(safe, options.timeout));
   report.threads = tracee.held_threads().size();
 
   // 5. redirect: the entries must still hold what we planned against

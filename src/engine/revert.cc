@@ -89,13 +89,7 @@ RevertReport revert(pid_t pid, const std::vector<std::string>& ids, const Revert
   }
   auto safe = consistency::wait_for_safe_point(tracee, busy, options.timeout);
   report.attempts = safe.attempts;
-  if (!safe.safe) {
-    std::string text = fmt::format("refused after {} checks: ", safe.attempts);
-    auto symbolize = [&model](RemoteAddr a) { return model.symbolize(a); };
-    for (size_t i = 0; i < safe.conflicts.size(); ++i)
-      text += (i ? "\n" : "") + consistency::describe(safe.conflicts[i], symbolize);
-    fail("{}", text);
-  }
+  if (!safe.safe) fail("{}", model.describe_refusal(safe, options.timeout));
   report.threads = tracee.held_threads().size();
 
   // Every entry must hold our jump (or, for a patch whose apply never finished,

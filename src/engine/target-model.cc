@@ -123,3 +123,19 @@ std::string TargetModel::symbolize(RemoteAddr address) const {
 }
 
 }  // namespace suture::engine
+
+namespace suture::engine {
+
+std::string TargetModel::describe_refusal(const consistency::SafePointResult& result,
+                                          std::chrono::milliseconds timeout) const {
+  std::string text =
+      fmt::format("refused after {} checks in {:.1f} s: ", result.attempts, static_cast<double>(timeout.count()) / 1000.0);
+  auto symbolize = [this](RemoteAddr a) { return this->symbolize(a); };
+  for (size_t i = 0; i < result.conflicts.size(); ++i) {
+    if (i) text += "\n";
+    text += consistency::describe(result.conflicts[i], symbolize);
+  }
+  return text;
+}
+
+}  // namespace suture::engine

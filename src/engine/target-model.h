@@ -11,6 +11,9 @@
 #include <string>
 #include <vector>
 
+#include <chrono>
+
+#include "consistency/stop-the-world.h"
 #include "elf/elf-file.h"
 #include "engine/patch-record.h"
 #include "link/target-symbols.h"
@@ -38,6 +41,10 @@ class TargetModel {
   // The parts gcc split off function `name` of object `index` (NAME.cold,
   // NAME.cold.N), as runtime ranges: a thread there is still inside `name`.
   std::vector<RemoteRange> cold_parts(size_t index, const std::string& name, const std::string& file) const;
+
+  // Why a safe point was not reached: every thread found inside busy code, with
+  // its symbolized backtrace.
+  std::string describe_refusal(const consistency::SafePointResult& result, std::chrono::milliseconds timeout) const;
 
   // "function+0x12 (object)" for messages.
   std::string symbolize(RemoteAddr address) const;
