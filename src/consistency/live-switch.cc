@@ -70,29 +70,6 @@ using Clock = std::chrono::steady_clock;
 constexpr uint8_t kInt3 = 0xcc;
 constexpr uint64_t kSigtrapBit = 1ULL << (SIGTRAP - 1);
 
-// pc and sp of a thread blocked in the kernel, from /proc/PID/task/TID/syscall
-// ("NR arg1..arg6 sp pc", or "-1 sp pc" outside a system call); nullopt while
-// it runs.
-struct KernelView {
-  std::string text;
-  RemoteAddr sp, pc;
-};
-
-std::optional<KernelView> blocked_view(pid_t pid, pid_t tid) {
-  auto text = process::read_proc_file(fmt::format("/proc/{}/task/{}/syscall", pid, tid));
-  if (!text) return std::nullopt;
-  std::istringstream in(*text);
-  std::vector<std::string> fields;
-  for (std::string f; in >> f;) fields.push_back(f);
-  if (fields.size() < 3 || fields[0] == "running") return std::nullopt;
-  KernelView view;
-  view.text = *text;
-  view.sp = RemoteAddr(std::strtoull(fields[fields.size() - 2].c_str(), nullptr, 16));
-  view.pc = RemoteAddr(std::strtoull(fields.back().c_str(), nullptr, 16));
-  if (view.pc.value() == 0) return std::nullopt;
-  return view;
-}
-
 bool sigtrap_pending(pid_t pid, pid_t tid) {
   auto field = process::status_field(pid, tid, "SigPnd");
   return field && (std::strtoull(field->c_str(), nullptr, 16) & kSigtrapBit) != 0;
@@ -433,6 +410,21 @@ class Switch {
 };
 
 }  // namespace
+
+std::optional<KernelView> blocked_view(pid_t pid, pid_t tid) {
+  auto text = process::read_proc_file(fmt::format("/proc/{}/task/{}/syscall", pid, tid));
+  if (!text) return std::nullopt;
+  std::istringstream in(*text);
+  std::vector<std::string> fields;
+  for (std::string f; in >> f;) fields.push_back(f);
+  if (fields.size() < 3 || fields[0] == "running") return std::nullopt;
+  KernelView view;
+  view.text = *text;
+  view.sp = RemoteAddr(std::strtoull(fields[fields.size() - 2].c_str(), nullptr, 16));
+  view.pc = RemoteAddr(std::strtoull(fields.back().c_str(), nullptr, 16));
+  if (view.pc.value() == 0) return std::nullopt;
+  return view;
+}
 
 LiveSwitchReport switch_entries_live(pid_t pid, const std::vector<EntryChange>& changes,
                                      const LiveSwitchOptions& options) {

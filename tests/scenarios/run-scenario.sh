@@ -251,7 +251,7 @@ split_options() {
   REST=()
   while [[ $# -gt 0 ]]; do
     case $1 in
-      --timeout | --mode) OPTS+=("$1" "$2"); shift 2 ;;
+      --timeout | --mode | --safe-point) OPTS+=("$1" "$2"); shift 2 ;;
       --*) OPTS+=("$1"); shift ;;
       *) REST=("$@"); return ;;
     esac
