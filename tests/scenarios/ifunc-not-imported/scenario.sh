@@ -1,16 +1,16 @@
-# The patch calls strchrnul, which the target does not import and glibc
+# The fix calls strchrnul, which the target does not import and glibc
 # provides as an IFUNC: suture must resolve it as the dynamic linker would
 # (run the resolver in the target), not hand out the resolver's address.
-build target target.c
-fix fix fix.c
-nm -D --undefined-only "$W/target" | grep -w strchrnul >/dev/null && fail "the target imports strchrnul already"
-nm --undefined-only "$W/fix.o" | grep -w strchrnul >/dev/null || fail "the compiler replaced the call to strchrnul"
-libc=$(ldd "$W/target" | awk '/libc\.so/ { print $3 }')
+project project
+nm -D --undefined-only "$PROJECT/target" | grep -w strchrnul >/dev/null && fail "the target imports strchrnul already"
+libc=$(ldd "$PROJECT/target" | awk '/libc\.so/ { print $3 }')
 nm -D "$libc" | grep -E ' i strchrnul(@@.*)?$' >/dev/null || fail "strchrnul is not an IFUNC in $libc"
-pack fix target
-
-start target
+start project/target
 wait_for 'first=[0-9]$'
+build_from_diff fix fix.diff
+expect_replaced first_field_length
+patch_object fix fix.o
+nm --undefined-only "$W/fix.o" | grep -w strchrnul >/dev/null || fail "the compiler replaced the call to strchrnul"
 apply fix
 wait_for 'first=1[0-9]{2}$'
 expect_no 'first=[0-9]{1,2}$'

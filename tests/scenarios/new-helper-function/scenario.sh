@@ -1,11 +1,14 @@
-# The patch brings a function of its own (digit_sum) besides the replacement.
-build target target.c
-fix fix fix.c
-nm "$W/fix.o" | grep ' t digit_sum$' >/dev/null || fail "the helper was not kept as a function of its own"
-pack fix target
-
-start target
+# The fix brings a function the program never had (digit_sum) besides the
+# changed one: the patch built from it carries the helper as a function of its
+# own.
+project project
+start project/target
 wait_for 'score=[0-9]{1,2}$'
+build_from_diff fix fix.diff
+expect_replaced score
+grep -qE 'includes .*digit_sum' "$LAST_BUILD_OUT" || fail "suture build does not say it includes the new digit_sum"
+patch_object fix fix.o
+nm "$W/fix.o" | grep -E ' t digit_sum$' >/dev/null || fail "the helper was not kept as a function of its own"
 apply fix
 wait_for 'score=5[0-9]{2}$'
 expect_no 'score=[0-9]{1,2}$'
