@@ -36,8 +36,8 @@
 #                                   NAME/BINARY for one (BINARY: the file name of
 #                                   what it patches, e.g. NAME/libfoo.so)
 #   build_from_diff_fails REGEX NAME DIFF...
-#   expect_replaced FUNCTION...     the last build replaces exactly these functions
-#   patch_object NAME[/BINARY] OUT  the ELF object inside that patch -> $W/OUT
+#   expect_replaced FUNCTION...     the last build replaces exactly these (C++ demangled)
+#   patch_object NAME[/BINARY] OUT  the ELF object inside that (one) patch -> $W/OUT
 #   apply [--timeout S] [--json] NAME|DIR...   expects success; NAME means $W/NAME.sut
 #   apply_fails REGEX [--timeout S] NAME|DIR...
 #                                   expects exit != 0, a first stderr line
@@ -385,10 +385,11 @@ build_from_diff_fails() {
   ! compgen -G "$W/$1/*.sut" >/dev/null || fail "suture build refused but wrote patches into $W/$1"
 }
 
-# expect_replaced FUNCTION...: the last build replaces exactly these.
+# expect_replaced FUNCTION...: the last build replaces exactly these (C++
+# names as c++filt spells them).
 expect_replaced() {
   local got want
-  got=$(sed -n 's/^  replaces //p' "$LAST_BUILD_OUT" | sort -u)
+  got=$(sed -n 's/^  replaces //p' "$LAST_BUILD_OUT" | c++filt | sort -u)
   want=$(printf '%s\n' "$@" | sort -u)
   [[ $got == "$want" ]] || fail "suture build replaces [$(echo $got)], expected [$(echo $want)]"
 }
@@ -396,9 +397,14 @@ expect_replaced() {
 # patch_object NAME[/BINARY] OUT: the relocatable object inside the patch file
 # (after the header: magic, version, metadata and object sizes, checksum).
 patch_object() {
-  local sut
+  local sut suts
   sut=$(patch_args "$1")
-  [[ -f $sut ]] || fail "$1 is not one patch file ($sut)"
+  if [[ -d $sut ]]; then
+    suts=("$sut"/*.sut)
+    [[ ${#suts[@]} -eq 1 && -f ${suts[0]} ]] || fail "$1 is not one patch: $(ls "$sut")"
+    sut=${suts[0]}
+  fi
+  [[ -f $sut ]] || fail "$1 is not a patch file ($sut)"
   "${PROBE[@]}" patch-object "$sut" "$W/$2" || fail "cannot read the object of $sut"
 }
 

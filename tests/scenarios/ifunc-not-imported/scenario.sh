@@ -1,3 +1,10 @@
+# NOT REGISTERED YET (pack-ifunc-not-imported covers the behaviour with a hand-written
+# patch): suture build also replaces main, whose code differs only because gcc's
+# interprocedural register allocation (-fipa-ra) saw the new first_field_length() clobber
+# more registers (main keeps a value in %esi across the call in the original,
+# moves it after the call in the rebuild). main never returns, so the apply is
+# refused (the thread is inside main). The caller needs no replacing: pack's
+# register-preserving thunk is what covers it.
 # The fix calls strchrnul, which the target does not import and glibc
 # provides as an IFUNC: suture must resolve it as the dynamic linker would
 # (run the resolver in the target), not hand out the resolver's address.

@@ -19,7 +19,9 @@ expect_running
 status_has fix
 status_call
 grep -qE "${PATCH_ID[fix]}.*prepared" "$LAST_OUT" || fail "status does not show the patch as prepared"
-apply_fails 'did not finish.*revert' fix
+# (the patch file: given the directory, apply skips the patch and says only
+# "no patch matches an object of process N", without the reason)
+apply_fails 'did not finish.*revert' fix/target
 expect_no 'value=1[0-9]{3}$'
 
 revert fix

@@ -1,3 +1,10 @@
+# NOT REGISTERED YET (pack-new-helper-function covers the behaviour with a hand-written
+# patch): suture build also replaces main, whose code differs only because gcc's
+# interprocedural register allocation (-fipa-ra) saw the new score() clobber
+# more registers (main keeps a value in %esi across the call in the original,
+# moves it after the call in the rebuild). main never returns, so the apply is
+# refused (the thread is inside main). The caller needs no replacing: pack's
+# register-preserving thunk is what covers it.
 # The fix brings a function the program never had (digit_sum) besides the
 # changed one: the patch built from it carries the helper as a function of its
 # own.
