@@ -35,7 +35,6 @@
 #                                   then stands for all the patches it wrote,
 #                                   NAME/BINARY for one (BINARY: the file name of
 #                                   what it patches, e.g. NAME/libfoo.so)
-#   build_from_diff_fails REGEX NAME DIFF...
 #   expect_replaced FUNCTION...     the last build replaces exactly these (C++ demangled)
 #   patch_object NAME[/BINARY] OUT  the ELF object inside that (one) patch -> $W/OUT
 #   apply [--timeout S] [--json] NAME|DIR...   expects success; NAME means $W/NAME.sut
@@ -279,7 +278,7 @@ split_options() {
 
 # register_patch NAME SUT TARGET_FILE: learns the id of patch file SUT (as
 # `suture inspect` tells it) and checks that it is keyed to TARGET_FILE; NAME
-# then stands for it (a NAME given twice stands for all its patches).
+# then stands for it.
 register_patch() {
   local name=$1 sut=$2 target=$3
   suture_call inspect "$sut"
@@ -292,7 +291,7 @@ register_patch() {
   [[ -n $build_id ]] || fail "$target has no build-id"
   grep -qF -e "$build_id" -e "$(basename "$target")" "$LAST_OUT" ||
     fail "suture inspect $sut names neither the target's build-id nor its file"
-  PATCH_ID[$name]=${PATCH_ID[$name]:+${PATCH_ID[$name]} }$id
+  PATCH_ID[$name]=$id
   say "patch $name has id $id"
 }
 
@@ -304,7 +303,6 @@ pack() {
   suture_call pack --target "$target" "$W/$name.o" -o "$W/$name.sut"
   expect_success pack
   [[ -s $W/$name.sut ]] || fail "suture pack did not write $W/$name.sut"
-  unset "PATCH_ID[$name]"
   register_patch "$name" "$W/$name.sut" "$target"
 }
 
@@ -341,8 +339,9 @@ project() {
     fail "the project does not build: $(tail -n 5 "$W/project-build.log")"
 }
 
-# The arguments of suture build for the last project: NAME DIFF...
-build_args() {
+# build_from_diff NAME DIFF...: suture build of the last project; every patch
+# it writes is named NAME, and NAME/BINARY.
+build_from_diff() {
   local name=$1
   shift
   [[ -n $PROJECT ]] || fail "build_from_diff needs a project first"
@@ -350,39 +349,22 @@ build_args() {
   for d in "$@"; do diffs+=("$(src_path "$d")"); done
   [[ ${#PROJECT_MAKE[@]} -eq 0 ]] || command+=$(printf ' %q' "${PROJECT_MAKE[@]}")
   rm -rf "${W:?}/$name"
-  BUILD_ARGS=(build --source "$PROJECT" --build "$command" --output "$W/$name" --cache "$SCENARIO_CACHE" "${diffs[@]}")
-}
-
-# build_from_diff NAME DIFF...: suture build; every patch it writes is named
-# NAME, and NAME/BINARY.
-build_from_diff() {
-  local name=$1
-  build_args "$@"
-  suture_call "${BUILD_ARGS[@]}"
+  suture_call build --source "$PROJECT" --build "$command" --output "$W/$name" --cache "$SCENARIO_CACHE" "${diffs[@]}"
   expect_success build
   LAST_BUILD_OUT=$LAST_OUT
   unset "PATCH_ID[$name]"
-  local sut binary n=0
+  local sut binary one n=0
   for sut in "$W/$name"/*.sut; do
     [[ -e $sut ]] || break
     binary=$(sed -n "s|^wrote $sut for ||p" "$LAST_BUILD_OUT")
     [[ -n $binary ]] || fail "suture build wrote $sut but does not say for which binary"
     [[ $binary == "$PROJECT"/* ]] || fail "$sut is for $binary, not a binary of the project"
-    register_patch "$name" "$sut" "$binary"
-    register_patch "$name/$(basename "$sut" .sut)" "$sut" "$binary"
+    one=$name/$(basename "$sut" .sut)
+    register_patch "$one" "$sut" "$binary"
+    PATCH_ID[$name]=${PATCH_ID[$name]:+${PATCH_ID[$name]} }${PATCH_ID[$one]}
     n=$((n + 1))
   done
   [[ $n -gt 0 ]] || fail "suture build wrote no patch into $W/$name"
-}
-
-# build_from_diff_fails REGEX NAME DIFF...: suture build refuses, writes no patch.
-build_from_diff_fails() {
-  local regex=$1
-  shift
-  build_args "$@"
-  suture_call "${BUILD_ARGS[@]}"
-  expect_refusal build "$regex"
-  ! compgen -G "$W/$1/*.sut" >/dev/null || fail "suture build refused but wrote patches into $W/$1"
 }
 
 # expect_replaced FUNCTION...: the last build replaces exactly these (C++
@@ -491,8 +473,7 @@ expect_unchanged() {
 # ids_of NAME...: IDS = the ids of the patches these names stand for.
 ids_of() {
   IDS=()
-  local more
-  local name
+  local name more
   for name in "$@"; do
     [[ -n ${PATCH_ID[$name]:-} ]] || fail "no patch named $name was packed or built"
     read -ra more <<<"${PATCH_ID[$name]}"
