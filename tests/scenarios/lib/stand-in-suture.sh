@@ -29,16 +29,17 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 kill -0 "$pid" 2>/dev/null || { echo "suture: error: no process $pid" >&2; exit 1; }
+targets=()
 for f in "${files[@]}"; do
-  id=$("$real" inspect "$f" | grep -oE '\b[0-9a-f]{16}\b' | head -n 1) ||
-    { echo "suture: error: $f: not a patch" >&2; exit 1; }
-  ids+=("$id")
+  info=$("$real" inspect "$f") || { echo "suture: error: $f: not a patch" >&2; exit 1; }
+  ids+=("$(grep -oE '\b[0-9a-f]{16}\b' <<<"$info" | head -n 1)")
+  targets+=("$(sed -n 's/^target: \([^ ]*\).*/\1/p' <<<"$info")")
 done
 if [[ $json -eq 1 ]]; then
   printf '{"stand_in": true, "ids": [%s], "pause_us": 0}\n' "$(printf '"%s",' "${ids[@]}" | sed 's/,$//')"
 else
   done_word=applied
   [[ $verb == apply ]] || done_word=reverted
-  for id in "${ids[@]}"; do echo "$done_word $id (stand-in: nothing changed)"; done
+  for i in "${!ids[@]}"; do echo "$done_word ${ids[$i]} ${targets[$i]:-} (stand-in: nothing changed)"; done
   echo "pause 0 us"
 fi
