@@ -292,7 +292,13 @@ ApplyReport apply(pid_t pid, const std::vector<PatchInput>& patches, const Apply
     }
     matched.emplace_back(&input, *object);
   }
-  if (matched.empty()) fail("no patch matches an object of process {}", pid);
+  if (matched.empty()) {
+    // Say why each was skipped: "built for another build-id" and "an earlier
+    // apply did not finish" call for different next steps.
+    std::string why;
+    for (const auto& skipped : report.skipped) why += fmt::format("; {}: {}", skipped.origin, skipped.reason);
+    fail("no patch applies to process {}{}", pid, why);
+  }
 
   // Regions outlive the undo log, whose entries may refer to them.
   std::vector<std::unique_ptr<PatchRegion>> regions;

@@ -19,9 +19,9 @@ expect_running
 status_has fix
 status_call
 grep -qE "${PATCH_ID[fix]}.*prepared" "$LAST_OUT" || fail "status does not show the patch as prepared"
-# (the patch file: given the directory, apply skips the patch and says only
-# "no patch matches an object of process N", without the reason)
+# Given the patch file or its directory, the refusal gives the reason.
 apply_fails 'did not finish.*revert' fix/target
+apply_fails 'did not finish.*revert' fix
 expect_no 'value=1[0-9]{3}$'
 
 revert fix
