@@ -60,6 +60,7 @@
 #include "common/error.h"
 #include "common/interrupt.h"
 #include "process/proc-files.h"
+#include "consistency/switch-guardian.h"
 #include "process/tracee.h"
 #include "redirect/entry-jump.h"
 
@@ -84,6 +85,7 @@ class Switch {
     check_bytes_are(&EntryChange::before, "changed since we planned");
     refuse_if_sigtrap_is_not_ours_to_take();
     plan_windows();
+    guardian_.emplace(pid_, changes_);  // before any int3: see switch-guardian.h
     tracee_.on_trap([this](process::Tracee::Trap& trap) { return on_trap(trap); });
     tracee_.attach_running();
     register_sync_core();
@@ -380,7 +382,9 @@ class Switch {
       sync();
       flush();
     } catch (const std::exception& e) {
-      fmt::print(stderr, "suture: warning: rolling back the entry switch failed: {}\n", e.what());
+      fmt::print(stderr, "suture: warning: rolling back the entry switch failed: {}; the guardian restores the entries\n",
+                 e.what());
+      guardian_->repair_now();
       return;
     }
     if (steered_any_ && !options_.steer_code.empty()) {
@@ -404,6 +408,7 @@ class Switch {
   LiveSwitchReport report_;
   std::set<RemoteAddr> boundaries_;
   std::map<RemoteAddr, const EntryChange*> sites_;
+  std::optional<SwitchGuardian> guardian_;
   bool touched_ = false;
   bool rolling_back_ = false;
   bool steered_any_ = false;
