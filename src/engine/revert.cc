@@ -18,6 +18,7 @@
 #include "engine/patch-region.h"
 #include "engine/target-model.h"
 #include "engine/undo-log.h"
+#include "engine/unwind-registration.h"
 #include "process/tracee.h"
 
 namespace suture::engine {
@@ -122,6 +123,8 @@ RevertReport revert(pid_t pid, const std::vector<std::string>& ids, const Revert
   std::vector<std::string> leftovers;
   for (const auto* r : chosen) {
     try {
+      // The unwinder reads the tables until told otherwise; one that keeps them keeps the region mapped.
+      deregister_unwind_tables(tracee, model, r->unwind);
       unmap_region(tracee, r->region);
     } catch (const TargetGone&) {
       throw;
