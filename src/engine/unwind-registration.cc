@@ -77,6 +77,13 @@ std::vector<redirect::ThunkFrame> thunk_frames(const patchfile::Patch& patch, co
   return frames;
 }
 
+// The registry's lock may be owned by any thread: a call into it runs on one
+// held thread while all others run.
+void hold_one_only(process::Tracee& tracee) {
+  if (tracee.held_threads().size() > 1) tracee.release_all();
+  if (tracee.held_threads().empty()) tracee.hold_one();
+}
+
 void put64(std::vector<uint8_t>& bytes, uint64_t at, uint64_t value) {
   if (at + 8 > bytes.size()) fail("internal: unwind block outside the data part");
   std::memcpy(bytes.data() + at, &value, 8);
@@ -123,7 +130,7 @@ void plan_unwind_registration(const TargetModel& model, size_t object, const pat
 
 void register_unwind_tables(process::Tracee& tracee, const UnwindRecord& unwind) {
   if (unwind.empty()) return;
-  if (tracee.held_threads().empty()) tracee.hold_one();
+  hold_one_only(tracee);
   tracee.call(unwind.register_function, {unwind.tables.value(), unwind.object.value()});
   if (tracee.memory().read_u64(unwind.object) == 0)
     fail("process {}: __register_frame_info_table at {} did not take the patch's unwind tables", tracee.pid(),
@@ -137,9 +144,7 @@ void deregister_unwind_tables(process::Tracee& tracee, const TargetModel& model,
     return o.span.contains(unwind.deregister_function);
   });
   if (!loaded) return;  // the unwinder's library, and its registry, are gone
-  // The registry's lock may be owned by any thread: run with one held only.
-  if (tracee.held_threads().size() > 1) tracee.release_all();
-  if (tracee.held_threads().empty()) tracee.hold_one();
+  hold_one_only(tracee);
   const uint64_t taken = tracee.call(unwind.deregister_function, {unwind.tables.value()});
   if (taken != unwind.object.value())
     fail("process {}: __deregister_frame_info at {} returned {:#x}, not the registration at {}", tracee.pid(),

@@ -37,9 +37,10 @@ uint64_t thunk_unwind_table_size(const patchfile::Patch& patch);
 void plan_unwind_registration(const TargetModel& model, size_t object, const patchfile::Patch& patch,
                               link::LinkedPatch& linked, std::vector<uint8_t>& thunks, PatchRecord& record);
 
-// Registers the tables; a thread of the process must be held (and not every
-// one: the registry takes a lock that a held thread might own). Throws Error
-// when the call fails or the unwinder did not take them.
+// Registers the tables, from one held thread while the others run (the
+// registry takes a lock that a held thread might own; if every thread is held,
+// all are released first). Throws Error when the call fails or the unwinder did
+// not take them.
 void register_unwind_tables(process::Tracee& tracee, const UnwindRecord& unwind);
 
 // Takes the tables back from the unwinder, if they were ever registered (the

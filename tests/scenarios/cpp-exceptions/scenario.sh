@@ -64,41 +64,32 @@ if not need <= seen:
 
 start target
 wait_for 'safe=-2 what=check'
-expect_no 'terminate|what=leaf' 1.5
+expect_no 'terminate|what=leaf' 1.2
 judge v1
 
 apply fix
 wait_for 'safe=-20 what=check'
-expect_no 'terminate|safe=-2 ' 1.5
+expect_no 'terminate|safe=-2 ' 1.2
 judge v2
 status_has fix
 
 apply fix3
 wait_for 'safe=-300 what=check'
-expect_no 'terminate|safe=-20 ' 1.5
+expect_no 'terminate|safe=-20 ' 1.2
 judge v3
 
 revert fix3
 wait_for 'safe=-20 what=check'
-expect_no 'terminate|safe=-300 ' 1.5
+expect_no 'terminate|safe=-300 ' 1.2
 judge v2
 status_lacks fix3
 
 revert
 wait_for 'safe=-2 what=check'
-expect_no 'terminate|leaf_v2' 1.5
+expect_no 'terminate|leaf_v2' 1.2
 judge v1
 status_empty
 
-# Again, so that a second registration follows a deregistration.
-apply fix
-wait_for 'safe=-20 what=check'
-expect_no 'terminate|safe=-2 ' 1.5
-judge v2
-revert
-wait_for 'safe=-2 what=check'
-expect_no 'terminate|leaf_v2' 1.5
-judge v1
 stop
 
 # From the source diff (middle() and safe() only).
@@ -115,10 +106,10 @@ for want in 'replaces _ZN4calc6middleEi' 'replaces _ZN4calc4safeEi' 'gcc_except_
 done
 apply out
 wait_for 'safe=-20 what=check'
-expect_no 'terminate|safe=-2 ' 1.5
+expect_no 'terminate|safe=-2 ' 1.2
 judge d2
 revert
 wait_for 'safe=-2 what=check'
-expect_no 'terminate' 1.5
+expect_no 'terminate' 1.2
 judge v1
 stop
