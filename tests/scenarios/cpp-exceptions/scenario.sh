@@ -3,7 +3,9 @@
 # a catch in the target; a replaced leaf() throws from patch code through its
 # register-preserving thunk; a replaced safe() catches in patch code. A second
 # patch stacked on the first catches in its own code. Revert newest first, and
-# the target's own throws still work. Then the fix of middle() and safe() again,
+# the target's own throws still work. A patch refused after its tables were
+# registered (a thread never leaves spin()) takes them back before unmapping
+# them: the unwinder would read unmapped memory at the next throw. Then the fix of middle() and safe() again,
 # from a source diff through `suture build`, which must carry the unwind records,
 # exception tables and personality pointers of what it extracts. Without the
 # patch's unwind tables known to the target's unwinder the first throw through
@@ -11,12 +13,14 @@
 build target target.cc leaf.cc
 fix fix fix.cc
 fix fix3 fix3.cc
+fix busy fix-busy.cc
 suture_call pack --target "$W/target" "$W/fix.o" -o "$W/fix.sut"
 expect_success pack
 grep -q 'leaf.*thunk that preserves' "$LAST_ERR" ||
   fail "pack does not route leaf() through a preserving thunk (the thunk part would prove nothing)"
 pack fix target
 pack fix3 target
+pack busy target
 
 # judge VERSION: every line of the output since the last step follows VERSION's
 # rules, and the output holds each kind of throw that VERSION catches.
@@ -65,6 +69,11 @@ if not need <= seen:
 start target
 wait_for 'safe=-2 what=check'
 expect_no 'terminate|what=leaf' 1.2
+judge v1
+
+apply_fails 'spin' --timeout 1 busy
+wait_for 'safe=-2 what=check'
+expect_no 'terminate|crash' 1.2
 judge v1
 
 apply fix

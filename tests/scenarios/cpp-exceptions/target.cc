@@ -9,6 +9,7 @@
 //                would have no entry in top()'s exception table, and a replacement
 //                that throws would end in std::terminate whatever the unwinder knew.
 //   safe(x) catches the runtime_error of check(x) itself.
+// A second thread never leaves spin(), so a patch of spin() is refused.
 // Prints "tick N value=V safe=S what=W cleanups=C".
 #include <stdexcept>
 #include <string>
@@ -43,6 +44,10 @@ __attribute__((noinline)) int safe(int x) {
   }
 }
 
+__attribute__((noinline)) void* spin(void*) {
+  for (;;) scenario_sleep_ms(1000);
+}
+
 int top(int x, std::string& what) {
   try {
     int m = middle(x);
@@ -57,6 +62,8 @@ int top(int x, std::string& what) {
 
 int main() {
   scenario_init();
+  pthread_t spinner;
+  pthread_create(&spinner, nullptr, calc::spin, nullptr);
   for (int tick = 0;; tick++) {
     std::string what = "-";
     int value = calc::top(tick, what);
