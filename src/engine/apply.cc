@@ -33,6 +33,7 @@
 #include "engine/safe-point-transition.h"
 #include "engine/target-model.h"
 #include "engine/undo-log.h"
+#include "engine/unwind-registration.h"
 #include "link/link-patch.h"
 #include "process/tracee.h"
 #include "redirect/entry-jump.h"
@@ -113,7 +114,7 @@ Prepared prepare(process::Tracee& tracee, TargetModel& model, UndoLog& undo,
   uint64_t thunks_size = 0;
   for (const auto& r : patch.replacements)
     if (r.preserve) thunks_size += redirect::preserving_thunk_size(r.preserve, r.stack_argument_bytes);
-  thunks_size = page_round(thunks_size);
+  thunks_size = page_round(thunks_size + thunk_unwind_table_size(patch));
   uint64_t total = record_size + sizes.total() + thunks_size;
   regions.push_back(std::make_unique<PatchRegion>(tracee, undo, object.span, total,
                                                   fmt::format("{}{}:{}", kMemfdPrefix, sequence, patch.id)));
@@ -185,6 +186,8 @@ Prepared prepare(process::Tracee& tracee, TargetModel& model, UndoLog& undo,
         p.busy.push_back({previous->thunk, fmt::format("{} (thunk of {})", r.symbol, owner->id)});
     }
   }
+  // Unwind tables for patch code and thunks, so that a throw can cross them.
+  plan_unwind_registration(model, object_index, patch, linked, thunks, rec);
   if (rec.imports.size() > 64) {
     // The slack above holds 64 imports; keep only what dependency checks need:
     // imports inside earlier patch regions.
@@ -208,6 +211,10 @@ Prepared prepare(process::Tracee& tracee, TargetModel& model, UndoLog& undo,
               {record_size + sizes.text, sizes.rodata, PROT_READ},
               {record_size + sizes.text + sizes.rodata, sizes.data, PROT_READ | PROT_WRITE},
               {thunks_offset, thunks_size, PROT_READ | PROT_EXEC}});
+  // Known to the unwinder before any redirect can put a frame of the patch on a stack.
+  undo.push(fmt::format("deregister the unwind tables of patch {}", patch.id),
+            [&tracee, &model, unwind = rec.unwind] { deregister_unwind_tables(tracee, model, unwind); });
+  register_unwind_tables(tracee, rec.unwind);
   return p;
 }
 

@@ -85,7 +85,12 @@ std::vector<uint8_t> encode_record(const PatchRecord& r) {
             {"region", range_json(r.region)}, {"text", range_json(r.text)},
             {"rodata", range_json(r.rodata)}, {"data", range_json(r.data)},
             {"thunks", range_json(r.thunks)},
-            {"redirects", redirects},         {"imports", imports}};
+            {"redirects", redirects},         {"imports", imports},
+            {"unwind",
+             {{"tables", hex_addr(r.unwind.tables)},
+              {"object", hex_addr(r.unwind.object)},
+              {"register", hex_addr(r.unwind.register_function)},
+              {"deregister", hex_addr(r.unwind.deregister_function)}}}};
   std::string text = j.dump();
 
   std::vector<uint8_t> out(kRecordHeaderSize + text.size(), 0);
@@ -137,6 +142,11 @@ PatchRecord decode_record(std::span<const uint8_t> bytes, std::string_view origi
       r.redirects.push_back(std::move(rr));
     }
     for (const auto& a : j.at("imports")) r.imports.push_back(parse_addr(a));
+    if (j.contains("unwind")) {  // absent from records of older versions: nothing registered
+      const json& u = j.at("unwind");
+      r.unwind = {parse_addr(u.at("tables")), parse_addr(u.at("object")), parse_addr(u.at("register")),
+                  parse_addr(u.at("deregister"))};
+    }
   } catch (const Error& e) {
     throw bad(e.what());
   } catch (const std::exception& e) {

@@ -50,6 +50,18 @@ struct RedirectRecord {
   RemoteRange thunk;             // the register-preserving thunk the jump goes to, if any
 };
 
+// The patch's unwind tables as handed to the target's unwinder (see
+// unwind-registration.h); all null when there was nothing to register or no
+// unwinder to register with. Records written before this field existed read as
+// null.
+struct UnwindRecord {
+  RemoteAddr tables;               // the null-terminated list of .eh_frame starts (in data)
+  RemoteAddr object;               // the unwinder's bookkeeping (in data): zero until registered
+  RemoteAddr register_function;    // __register_frame_info_table of the unwinder used
+  RemoteAddr deregister_function;  // its __deregister_frame_info
+  bool empty() const { return tables.is_null(); }
+};
+
 struct PatchRecord {
   uint64_t sequence = 0;       // order of application, 1 = first ever in this process
   std::string id;
@@ -63,6 +75,7 @@ struct PatchRecord {
   RemoteRange thunks;          // r-x, after data; empty when no redirect needs a thunk
   std::vector<RedirectRecord> redirects;
   std::vector<RemoteAddr> imports;  // target addresses the patch's code refers to
+  UnwindRecord unwind;
 
   RemoteAddr record_address() const { return region.start; }
   // Whether `address` is in code of this patch (its text or its thunks).

@@ -23,6 +23,7 @@
 #include "engine/safe-point-transition.h"
 #include "engine/target-model.h"
 #include "engine/undo-log.h"
+#include "engine/unwind-registration.h"
 #include "process/tracee.h"
 
 namespace suture::engine {
@@ -83,10 +84,12 @@ std::vector<consistency::BusyRange> code_of(const std::vector<const PatchRecord*
 }
 
 // Unmaps the regions of reverted patches; failures are collected, not thrown.
-void unmap_all(process::Tracee& tracee, const std::vector<const PatchRecord*>& chosen) {
+void unmap_all(process::Tracee& tracee, const TargetModel& model, const std::vector<const PatchRecord*>& chosen) {
   std::vector<std::string> leftovers;
   for (const auto* r : chosen) {
     try {
+      // The unwinder reads the tables until told otherwise; one that keeps them keeps the region mapped.
+      deregister_unwind_tables(tracee, model, r->unwind);
       unmap_region(tracee, r->region);
     } catch (const TargetGone&) {
       throw;
@@ -100,7 +103,8 @@ void unmap_all(process::Tracee& tracee, const std::vector<const PatchRecord*>& c
          fmt::join(leftovers, "; "));
 }
 
-RevertReport revert_live(pid_t pid, process::Tracee& tracee, const std::vector<const PatchRecord*>& chosen,
+RevertReport revert_live(pid_t pid, process::Tracee& tracee, const TargetModel& model,
+                         const std::vector<const PatchRecord*>& chosen,
                          const RevertOptions& options, std::chrono::steady_clock::time_point started) {
   RevertReport report;
   report.mode = Mode::zero_suspend;
@@ -126,7 +130,7 @@ RevertReport revert_live(pid_t pid, process::Tracee& tracee, const std::vector<c
     report.live = consistency::switch_entries_live(pid, changes, live);
   }
   // Entries are back and nobody runs the code: from here on, only unmapping.
-  unmap_all(tracee, chosen);
+  unmap_all(tracee, model, chosen);
   report.pause = std::max(tracee.longest_hold(), report.live.longest_hold);
   report.threads = report.live.threads;
   for (const auto* r : chosen) report.reverted.push_back(*r);
@@ -169,7 +173,7 @@ RevertReport revert_at_safe_point(pid_t pid, process::Tracee& tracee, TargetMode
   tracee.release_all();
   report.transition = run_safe_point_transition(tracee, model, undo, in);
   undo.commit();
-  unmap_all(tracee, chosen);
+  unmap_all(tracee, model, chosen);
   try {
     unmap_region(tracee, report.transition->memory);
   } catch (const TargetGone&) {
@@ -203,7 +207,7 @@ RevertReport revert(pid_t pid, const std::vector<std::string>& ids, const Revert
   if (!options.safe_point.empty() && options.mode != Mode::zero_suspend)
     fail("--safe-point needs --mode zero-suspend");
   if (!options.safe_point.empty()) return revert_at_safe_point(pid, tracee, model, chosen, options, started);
-  if (options.mode == Mode::zero_suspend) return revert_live(pid, tracee, chosen, options, started);
+  if (options.mode == Mode::zero_suspend) return revert_live(pid, tracee, model, chosen, options, started);
 
   // No thread may be running (or be about to return into) the code that goes away.
   auto busy = code_of(chosen);
@@ -239,7 +243,7 @@ RevertReport revert(pid_t pid, const std::vector<std::string>& ids, const Revert
   // unmapping cannot be undone. A region that will not unmap stays as unused
   // memory and is reported.
   undo.commit();
-  unmap_all(tracee, chosen);
+  unmap_all(tracee, model, chosen);
 
   report.pause = tracee.longest_hold();
   for (const auto* r : chosen) report.reverted.push_back(*r);

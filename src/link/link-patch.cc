@@ -28,13 +28,20 @@
 // stubs (costs an indirect jump on calls that are near, the common case once the
 // region sits next to the patched object).
 //
-// Not loaded: .suture.* (records for the engine), notes, .comment, and the
-// exception-handling tables (.eh_frame, .gcc_except_table, DW.ref.* personality
-// pointers): nothing registers them with the unwinder, so an exception thrown
-// through patch code terminates the target. Registering them (__register_frame)
-// is future work. Thread-local variables defined by the patch, IFUNCs defined by
-// the patch and constructor/destructor arrays are refused: nothing would
-// allocate, resolve or run them.
+// Unwind information is linked like everything else: .eh_frame goes to rodata,
+// all such sections back to back (a padding word between them would read as the
+// terminator) and ended by a zero length word, as a linker ends the section
+// (crtend's terminator); its PC32 relocations reach the code, the LSDAs in
+// .gcc_except_table* (ordinary rodata) and the DW.ref.* personality pointers
+// (read-only once linked). A zeroed block in data is left for the unwinder's
+// bookkeeping; the engine registers the tables (engine/unwind-registration.h).
+// Rejected: building an .eh_frame_hdr search table (libgcc's registry sorts the
+// FDEs itself on first use, and nothing else reads a patch's tables).
+//
+// Not loaded: .suture.* (records for the engine), notes, .comment.
+// Thread-local variables defined by the patch, IFUNCs defined by the patch and
+// constructor/destructor arrays are refused: nothing would allocate, resolve or
+// run them.
 #include "link/link-patch.h"
 
 #include <elf.h>
@@ -74,30 +81,33 @@ struct Layout {
   uint64_t text = 0, rodata = 0, data = 0;             // bytes used by sections and commons
   uint64_t stub_slots = 0;                              // relocations that may need a far-call stub
   uint64_t table = 0;                                   // bytes of GOT slots and TLS pairs they may need
+  uint64_t eh_frame = 0, eh_frame_size = 0;             // in rodata, terminator included; size 0 if none
+  uint64_t unwind_block = 0;                            // in data
 };
 
-bool is_exception_table(std::string_view name) {
-  return name == ".eh_frame" || name.starts_with(".gcc_except_table") || name.find("DW.ref.") != std::string_view::npos;
-}
+constexpr uint64_t kEhFrameTerminator = 4;  // a CIE/FDE length word of zero
+
+bool is_eh_frame(const elf::Section& section) { return section.type == SHT_X86_64_UNWIND || section.name == ".eh_frame"; }
 
 // Whether a section goes into the patch region at all.
 bool is_loaded(const elf::Section& section) {
   if (!(section.flags & SHF_ALLOC)) return false;
-  if (section.type == SHT_NOTE || section.type == SHT_GROUP || section.type == SHT_X86_64_UNWIND) return false;
+  if (section.type == SHT_NOTE || section.type == SHT_GROUP) return false;
   const std::string_view name = section.name;
   if (name.starts_with(".suture.") || name.starts_with(".note") || name == ".comment") return false;
-  if (is_exception_table(name)) return false;
   if (section.flags & SHF_TLS) return false;  // refused in refuse_unsupported()
   return true;
 }
 
 // .data.rel.ro is writable only so that a dynamic linker can relocate it; we
 // relocate before the bytes are ever mapped, so it can be read-only (RELRO
-// without the mprotect).
+// without the mprotect). The same holds for DW.ref.__gxx_personality_v0, the
+// pointer to the personality routine that .eh_frame refers to indirectly.
 Part part_of(const elf::Section& section) {
   if (section.flags & SHF_EXECINSTR) return Part::text;
   const std::string_view name = section.name;
-  const bool relro = name == ".data.rel.ro" || name.starts_with(".data.rel.ro.");
+  const bool relro = name == ".data.rel.ro" || name.starts_with(".data.rel.ro.") ||
+                     name.find(".DW.ref.") != std::string_view::npos;
   if ((section.flags & SHF_WRITE) && !relro) return Part::data;
   return Part::rodata;
 }
@@ -114,12 +124,30 @@ Layout lay_out(const elf::ElfFile& object) {
   Layout layout;
   layout.sections.resize(object.sections().size());
   for (const elf::Section& section : object.sections()) {
-    if (section.index >= layout.sections.size() || !is_loaded(section)) continue;
+    if (section.index >= layout.sections.size() || !is_loaded(section) || is_eh_frame(section)) continue;
     const Part part = part_of(section);
     uint64_t& cursor = part == Part::text ? layout.text : part == Part::rodata ? layout.rodata : layout.data;
     cursor = align_up(cursor, checked_alignment(object, section.name, section.align));
     layout.sections[section.index] = PlacedSection{part, cursor};
     cursor += section.size;
+  }
+  // Unwind tables: one run of records and one terminator, so that the run can
+  // be registered as one .eh_frame.
+  for (const elf::Section& section : object.sections()) {
+    if (section.index >= layout.sections.size() || !is_loaded(section) || !is_eh_frame(section)) continue;
+    if (section.type == SHT_NOBITS || section.size % 4 != 0)
+      fail("{}: {}: size {} is not a whole number of CIE/FDE records", object.name(), section.name, section.size);
+    if (layout.eh_frame_size == 0) {
+      layout.rodata = align_up(layout.rodata, 8);
+      layout.eh_frame = layout.rodata;
+    }
+    layout.sections[section.index] = PlacedSection{Part::rodata, layout.rodata};
+    layout.rodata += section.size;
+    layout.eh_frame_size = layout.rodata - layout.eh_frame;
+  }
+  if (layout.eh_frame_size != 0) {
+    layout.rodata += kEhFrameTerminator;  // zero, as rodata starts
+    layout.eh_frame_size += kEhFrameTerminator;
   }
   // Tentative definitions (-fcommon) get their space after the data sections.
   for (const elf::Symbol& symbol : object.symbols()) {
@@ -128,6 +156,9 @@ Layout lay_out(const elf::ElfFile& object) {
     layout.commons[symbol.index] = layout.data;
     layout.data += symbol.size;
   }
+  layout.data = align_up(layout.data, 16);
+  layout.unwind_block = layout.data;
+  layout.data += kUnwindBlockSize;
   // Far references, counted per relocation: an upper bound, as the link
   // deduplicates them per target.
   for (const elf::Section& section : object.sections()) {
@@ -476,6 +507,9 @@ LinkedPatch link_patch(const elf::ElfFile& object, const TargetSymbols& symbols,
   linker.relocate();
   // The patch's own symbols, for redirects and for later patches.
   linker.record_definitions();
+  // What registering its unwind tables needs.
+  out.eh_frame = {placement.rodata + static_cast<int64_t>(layout.eh_frame), layout.eh_frame_size};
+  out.unwind_block = {placement.data + static_cast<int64_t>(layout.unwind_block), kUnwindBlockSize};
   return out;
 }
 

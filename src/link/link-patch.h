@@ -5,11 +5,14 @@
 // protection (never writable and executable at once):
 //   text    r-x  the object's executable sections, then stubs for calls to far
 //                functions (jmp *slot(%rip))
-//   rodata  r--  read-only sections (and .data.rel.ro*, which needs no writes once
-//                linked), then the table of far references: GOT slots, stub
-//                slots, TLS module/offset pairs
-//   data    rw-  writable sections, .bss zero-filled
-// Sections named .suture.* (metadata), .note.*, .comment, .eh_frame and other
+//   rodata  r--  read-only sections (and .data.rel.ro*, and the DW.ref.*
+//                personality pointers, which need no writes once linked), then
+//                the .eh_frame sections back to back with a zero terminator,
+//                then the table of far references: GOT slots, stub slots, TLS
+//                module/offset pairs
+//   data    rw-  writable sections, .bss zero-filled, then a zeroed block for
+//                the unwinder's bookkeeping of the patch's unwind tables
+// Sections named .suture.* (metadata), .note.*, .comment and other
 // non-allocated sections are not placed.
 #pragma once
 
@@ -23,6 +26,11 @@
 #include "link/target-symbols.h"
 
 namespace suture::link {
+
+// Room in the data part for what registering the patch's unwind tables with the
+// target's unwinder needs (engine/unwind-registration.h): libgcc's `struct
+// object` (48 bytes in gcc 12) and a null-terminated list of tables.
+inline constexpr uint64_t kUnwindBlockSize = 256;
 
 struct PartSizes {
   uint64_t text = 0, rodata = 0, data = 0;  // each rounded up to the page size
@@ -42,6 +50,11 @@ struct LinkedPatch {
   // Target symbols the patch refers to (name -> where it resolved), for records
   // and for dependency checks between stacked patches.
   std::map<std::string, RemoteAddr> imports;
+  // The object's .eh_frame, relocated and terminated by a zero length word, in
+  // rodata (empty when the object has no unwind information), and the zeroed
+  // block of kUnwindBlockSize bytes in data.
+  RemoteRange eh_frame;
+  RemoteRange unwind_block;
 };
 
 // Upper bound of the space a patch needs (depends on the object only).

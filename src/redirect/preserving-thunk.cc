@@ -34,6 +34,16 @@
 //  - All saved data stays at or above rsp for the thunk's whole run: a signal or
 //    the new function's red zone cannot overwrite it.
 //
+// Unwind information. A throw (or a backtrace) that crosses the thunk must step
+// from the new function's frame through ours to the caller, so every thunk has
+// an FDE: CFA = rsp + 8 at entry, rsp + F + 8 after the first lea (rsp + F + 16
+// between each push and its pop while copying arguments), back to rsp + 8 after
+// the last lea; each saved GPR is described at its slot, so an unwinder gives
+// the caller the values a normal return would have (libgcc restores only GPRs,
+// so the xmm saves are left undescribed). The FDEs of a patch's thunks share one
+// CIE and form one .eh_frame after the thunks' code, which the engine registers
+// with the patch's own tables.
+//
 // Rejected alternatives.
 //  - Saving every caller-saved register always: a fixed cost on every call and a
 //    thunk even when nothing needs one.
@@ -142,25 +152,105 @@ class Writer {
   std::vector<uint8_t> bytes_;
 };
 
-// `rel32_for(call_end)` gives the call's displacement given the offset just past it.
+// DWARF register numbers (x86-64 psABI, figure 3.36) of the GPRs by hardware number.
+constexpr uint8_t kDwarfGpr[16] = {0 /*rax*/, 2 /*rcx*/, 1 /*rdx*/, 3 /*rbx*/, 7 /*rsp*/, 6 /*rbp*/, 4 /*rsi*/,
+                                   5 /*rdi*/, 8,          9,          10,         11,         12,         13,
+                                   14,         15};
+constexpr uint8_t kDwarfReturnAddress = 16;
+
+// DW_CFA_* opcodes (DWARF 5, section 6.4.2), by their spec names.
+constexpr uint8_t DW_CFA_advance_loc = 0x40, DW_CFA_offset = 0x80, DW_CFA_restore = 0xc0, DW_CFA_nop = 0x00,
+                  DW_CFA_advance_loc1 = 0x02, DW_CFA_advance_loc2 = 0x03, DW_CFA_def_cfa = 0x0c,
+                  DW_CFA_def_cfa_offset = 0x0e;
+constexpr uint8_t DW_EH_PE_pcrel_sdata4 = 0x1b;
+constexpr int64_t kDataAlign = -8;
+
+void uleb128(std::vector<uint8_t>& out, uint64_t v) {
+  do {
+    uint8_t b = v & 0x7f;
+    v >>= 7;
+    out.push_back(v ? (b | 0x80) : b);
+  } while (v);
+}
+
+void put32(std::vector<uint8_t>& out, size_t at, uint32_t v) {
+  for (int k = 0; k < 4; ++k) out[at + k] = static_cast<uint8_t>(v >> (8 * k));
+}
+
+// The call frame program of one thunk, written as its code is: each note says
+// what is true from the end of the instruction just written.
+class CfiProgram {
+ public:
+  void cfa_offset(uint64_t pc, uint64_t offset) {
+    advance(pc);
+    bytes_.push_back(DW_CFA_def_cfa_offset);
+    uleb128(bytes_, offset);
+  }
+  // GPR `gpr` is saved at CFA - cfa_distance.
+  void saved(uint64_t pc, int gpr, uint64_t cfa_distance) {
+    advance(pc);
+    bytes_.push_back(static_cast<uint8_t>(DW_CFA_offset | kDwarfGpr[gpr]));
+    uleb128(bytes_, cfa_distance / static_cast<uint64_t>(-kDataAlign));
+  }
+  void restored(uint64_t pc, int gpr) {
+    advance(pc);
+    bytes_.push_back(static_cast<uint8_t>(DW_CFA_restore | kDwarfGpr[gpr]));
+  }
+  std::vector<uint8_t> take() { return std::move(bytes_); }
+
+ private:
+  void advance(uint64_t pc) {
+    uint64_t delta = pc - pc_;
+    pc_ = pc;
+    if (delta == 0) return;
+    if (delta < 64) {
+      bytes_.push_back(static_cast<uint8_t>(DW_CFA_advance_loc | delta));
+    } else if (delta < 256) {
+      bytes_.push_back(DW_CFA_advance_loc1);
+      bytes_.push_back(static_cast<uint8_t>(delta));
+    } else {
+      bytes_.push_back(DW_CFA_advance_loc2);
+      bytes_.push_back(static_cast<uint8_t>(delta));
+      bytes_.push_back(static_cast<uint8_t>(delta >> 8));
+    }
+  }
+
+  std::vector<uint8_t> bytes_;
+  uint64_t pc_ = 0;
+};
+
+// `rel32_for(call_end)` gives the call's displacement given the offset just past
+// it; `cfi`, if given, receives the thunk's call frame program.
 template <typename Rel32For>
-std::vector<uint8_t> build(RegisterSet preserve, uint64_t stack_argument_bytes, Rel32For rel32_for) {
+std::vector<uint8_t> build(RegisterSet preserve, uint64_t stack_argument_bytes, Rel32For rel32_for,
+                           CfiProgram* cfi = nullptr) {
   Layout l = layout(preserve, stack_argument_bytes);
+  CfiProgram ignored;
+  CfiProgram& c = cfi ? *cfi : ignored;
   Writer w;
+  // CFA = E + 8 = C + F + 8 from here until the last lea.
+  const uint64_t cfa = l.frame + 8;
   w.lea_rsp(-static_cast<int64_t>(l.frame));
+  c.cfa_offset(w.size(), cfa);
 
   uint64_t at = l.xmm_at;
   for (int n = 0; n < 16; ++n) {
     if (preserve & xmm_bit(n)) { w.movdqu(n, at, true); at += kXmmSave; }
   }
   for (int n = 0; n < 16; ++n) {
-    if (preserve & gpr_bit(n)) { w.store_gpr(n, at); at += kGprSave; }
+    if (preserve & gpr_bit(n)) {
+      w.store_gpr(n, at);
+      c.saved(w.size(), n, cfa - at);
+      at += kGprSave;
+    }
   }
 
   // The caller's argument word k is at E + 8 + 8k = C + F + 8 + 8k; its copy at C + 8k.
   for (uint64_t k = 0; k < l.argument_bytes; k += 8) {
     w.push_mem(l.frame + 8 + k);
+    c.cfa_offset(w.size(), cfa + 8);
     w.pop_mem(k);
+    c.cfa_offset(w.size(), cfa);
   }
 
   w.call(rel32_for(w.size() + 5));
@@ -170,11 +260,53 @@ std::vector<uint8_t> build(RegisterSet preserve, uint64_t stack_argument_bytes, 
     if (preserve & xmm_bit(n)) { w.movdqu(n, at, false); at += kXmmSave; }
   }
   for (int n = 0; n < 16; ++n) {
-    if (preserve & gpr_bit(n)) { w.load_gpr(n, at); at += kGprSave; }
+    if (preserve & gpr_bit(n)) {
+      w.load_gpr(n, at);
+      c.restored(w.size(), n);
+      at += kGprSave;
+    }
   }
   w.lea_rsp(static_cast<int64_t>(l.frame));
+  c.cfa_offset(w.size(), 8);
   w.ret();
   return w.take();
+}
+
+// Pads a CIE or FDE whose length word is at `start` to a multiple of 8 bytes
+// with DW_CFA_nop and fills in the length.
+void finish_record(std::vector<uint8_t>& out, size_t start) {
+  while ((out.size() - start) % 8 != 0) out.push_back(DW_CFA_nop);
+  put32(out, start, static_cast<uint32_t>(out.size() - start - 4));
+}
+
+// The table with the FDEs' pc_begin fields computed by `pc_begin(field offset,
+// thunk)`.
+template <typename PcBegin>
+std::vector<uint8_t> build_table(std::span<const ThunkFrame> thunks, PcBegin pc_begin) {
+  std::vector<uint8_t> out;
+  // CIE: version 1, augmentation "zR" (FDE addresses are pcrel sdata4), code
+  // alignment 1, data alignment -8, return address column 16; at entry CFA =
+  // rsp + 8 and the return address is at CFA - 8.
+  const size_t cie = out.size();
+  out.insert(out.end(), {0, 0, 0, 0, 0, 0, 0, 0, 1, 'z', 'R', 0, 1, static_cast<uint8_t>(kDataAlign & 0x7f),
+                         kDwarfReturnAddress, 1, DW_EH_PE_pcrel_sdata4, DW_CFA_def_cfa, kDwarfGpr[reg::kRsp], 8,
+                         static_cast<uint8_t>(DW_CFA_offset | kDwarfReturnAddress), 1});
+  finish_record(out, cie);
+  for (const ThunkFrame& thunk : thunks) {
+    CfiProgram program;
+    const size_t size = build(thunk.preserve, thunk.stack_argument_bytes, [](size_t) { return 0; }, &program).size();
+    const size_t fde = out.size();
+    out.resize(out.size() + 16);
+    put32(out, fde + 4, static_cast<uint32_t>(fde + 4 - cie));  // CIE pointer: back to the CIE
+    put32(out, fde + 8, static_cast<uint32_t>(pc_begin(fde + 8, thunk)));
+    put32(out, fde + 12, static_cast<uint32_t>(size));           // pc_range
+    out.push_back(0);                                              // augmentation data length
+    auto instructions = program.take();
+    out.insert(out.end(), instructions.begin(), instructions.end());
+    finish_record(out, fde);
+  }
+  out.insert(out.end(), {0, 0, 0, 0});  // terminator
+  return out;
 }
 
 }  // namespace
@@ -197,6 +329,19 @@ size_t preserving_thunk_size(RegisterSet preserve, uint64_t stack_argument_bytes
 
 uint64_t preserving_thunk_frame_size(RegisterSet preserve, uint64_t stack_argument_bytes) {
   return layout(preserve, stack_argument_bytes).frame;
+}
+
+std::vector<uint8_t> encode_thunk_unwind_table(RemoteAddr at, std::span<const ThunkFrame> thunks) {
+  return build_table(thunks, [&](size_t field, const ThunkFrame& thunk) {
+    int64_t distance = thunk.at - (at + static_cast<int64_t>(field));
+    if (distance < std::numeric_limits<int32_t>::min() || distance > std::numeric_limits<int32_t>::max())
+      fail("the unwind table at {} cannot describe the thunk at {}: out of 32-bit reach", at, thunk.at);
+    return static_cast<int32_t>(distance);
+  });
+}
+
+size_t thunk_unwind_table_size(std::span<const ThunkFrame> thunks) {
+  return build_table(thunks, [](size_t, const ThunkFrame&) { return 0; }).size();
 }
 
 }  // namespace suture::redirect

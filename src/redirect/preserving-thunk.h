@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "common/remote-addr.h"
@@ -32,8 +33,8 @@ inline constexpr uint64_t kMaxThunkStackArgumentBytes = 1024;
 //    Copying more than used is harmless (it reads the caller's frame).
 // The thunk writes no register outside `preserve` other than rflags, keeps rsp
 // 16-byte aligned at the call, and keeps all its data at or above rsp, so the new
-// function's red zone and signal frames never touch it. It has no unwind
-// information: an exception or a backtrace crossing it stops there.
+// function's red zone and signal frames never touch it. Its unwind information
+// comes from encode_thunk_unwind_table().
 // Throws Error if `new_function` is out of rel32 reach of the call inside the
 // thunk, if rsp is in `preserve`, or if stack_argument_bytes exceeds
 // kMaxThunkStackArgumentBytes.
@@ -49,5 +50,21 @@ size_t preserving_thunk_size(RegisterSet preserve, uint64_t stack_argument_bytes
 // function's entry rsp lies below the caller's: saves and the argument copy,
 // rounded so that rsp is 16-byte aligned at the call.
 uint64_t preserving_thunk_frame_size(RegisterSet preserve, uint64_t stack_argument_bytes);
+
+// One thunk as its unwind table describes it.
+struct ThunkFrame {
+  RemoteAddr at;  // where encode_preserving_thunk() put it
+  RegisterSet preserve = 0;
+  uint64_t stack_argument_bytes = 0;
+};
+
+// An .eh_frame for the thunks, to be placed at `at`: one CIE, one FDE per thunk
+// describing every instruction (the frame, each saved GPR), and the zero
+// terminator, ready for the unwinder's registry. Throws Error if a thunk is out
+// of 32-bit reach of the table.
+std::vector<uint8_t> encode_thunk_unwind_table(RemoteAddr at, std::span<const ThunkFrame> thunks);
+
+// The exact size of encode_thunk_unwind_table()'s result (independent of addresses).
+size_t thunk_unwind_table_size(std::span<const ThunkFrame> thunks);
 
 }  // namespace suture::redirect

@@ -37,8 +37,10 @@
 // Rejected: rewriting the patched object in place (keeping every section and
 // turning the unwanted ones into nothing) leaves the section-symbol references
 // to unchanged data pointing at a copy; copying only functions and resolving
-// strings by content duplicates the differ's work. Unwind (.eh_frame) and debug
-// sections are not carried yet.
+// strings by content duplicates the differ's work. Debug sections are not
+// carried; the unwind records of the code that comes along are, with the LSDAs
+// and personality pointers they use (unwind-tables.h), so that exceptions cross
+// patch frames.
 #include "build/extract/extract-patch.h"
 
 #include <elf.h>
@@ -53,6 +55,7 @@
 #include <fmt/format.h>
 
 #include "build/extract/relocatable-writer.h"
+#include "build/extract/unwind-tables.h"
 #include "common/error.h"
 
 namespace suture::build::extract {
@@ -190,6 +193,36 @@ class Extractor {
     }
   }
 
+  // The .eh_frame records of the included code, and the exception tables and
+  // personality pointers they use (the patched object's own; they come along).
+  void keep_unwind() {
+    std::vector<size_t> pending;
+    for (const Section& s : object_.sections()) {
+      if (s.type != SHT_X86_64_UNWIND && s.name != ".eh_frame") continue;
+      KeptUnwindTables kept =
+          keep_unwind_tables(object_, s, [&](size_t index) { return included_.count(index) != 0; });
+      for (elf::Relocation& r : kept.relocations) {
+        r.offset += unwind_bytes_.size();
+        unwind_relocations_.emplace_back(r, s.index);
+      }
+      unwind_bytes_.insert(unwind_bytes_.end(), kept.bytes.begin(), kept.bytes.end());
+      pending.insert(pending.end(), kept.referenced_sections.begin(), kept.referenced_sections.end());
+    }
+    while (!pending.empty()) {
+      const size_t index = pending.back();
+      pending.pop_back();
+      const Section& to = section(index);
+      const bool exception_data =
+          to.name.starts_with(".gcc_except_table") || to.name.find("DW.ref.") != std::string::npos;
+      if (!(to.flags & SHF_ALLOC) || !exception_data || included_.count(index)) continue;
+      include(index, "exception-handling data of included code");
+      for (const elf::Relocation& r : object_.relocations_for(to)) {
+        const Symbol& s = object_.symbols().at(r.symbol);
+        if (s.defined() && s.shndx < SHN_LORESERVE) pending.push_back(s.shndx);
+      }
+    }
+  }
+
   // Phase 3, and the object.
   Extracted finish() {
     std::string file = source_file_.empty() ? std::filesystem::path(object_.name()).filename().string()
@@ -232,12 +265,28 @@ class Extractor {
       for (const elf::Relocation& r : object_.relocations_for(section(index))) relocations.push_back(rewrite(r, index));
       writer_.section(new_index_.at(index)).relocations = std::move(relocations);
     }
+    finish_unwind();
     out_.object = writer_.write();
     return std::move(out_);
   }
 
  private:
   const Section& section(size_t index) const { return object_.sections().at(index); }
+
+  void finish_unwind() {
+    if (unwind_bytes_.empty()) return;
+    OutSection out;
+    out.name = ".eh_frame";
+    out.type = SHT_X86_64_UNWIND;
+    out.flags = SHF_ALLOC;
+    out.align = 8;
+    out.size = unwind_bytes_.size();
+    out.bytes = unwind_bytes_;
+    const uint16_t at = writer_.add_section(std::move(out));
+    std::vector<OutRelocation> relocations;
+    for (const auto& [r, from] : unwind_relocations_) relocations.push_back(rewrite(r, from));
+    writer_.section(at).relocations = std::move(relocations);
+  }
 
   const Symbol& find_defined(const std::string& name, bool function) const {
     for (const Symbol& s : object_.symbols())
@@ -364,6 +413,8 @@ class Extractor {
   std::map<size_t, size_t> defined_;                  // patched symbol -> output symbol handle
   std::map<size_t, size_t> external_;                 // patched symbol -> undefined output symbol
   std::map<std::string, size_t> global_;
+  std::vector<uint8_t> unwind_bytes_;                          // the patch's .eh_frame
+  std::vector<std::pair<elf::Relocation, size_t>> unwind_relocations_;  // with the section they came from
   RelocatableWriter writer_;
   Extracted out_;
 };
@@ -381,6 +432,9 @@ Extracted extract_patch(const elf::ElfFile& patched, const diff::ObjectDiff& dif
   // Which sections hold what changed or is new.
   extractor.seed(diff);
   // The anonymous constants that code uses come along whole.
+  extractor.close();
+  // Their unwind records, so that exceptions cross them; what those use comes along.
+  extractor.keep_unwind();
   extractor.close();
   // Everything else is the running program's: refer to it by name.
   return extractor.finish();

@@ -4,7 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
+#include <string>
+
 #include "common/error.h"
+#include "common/fnv1a.h"
 
 namespace suture::engine {
 namespace {
@@ -92,6 +96,35 @@ TEST(PatchRecord, RejectsDamage) {
   expect_error(flipped, "checksum");
   expect_error(std::vector<uint8_t>(good.begin(), good.begin() + 40), "truncated");
   expect_error(std::vector<uint8_t>(good.begin(), good.end() - 3), "truncated");
+}
+
+TEST(PatchRecord, KeepsTheUnwindRegistration) {
+  PatchRecord r = sample();
+  r.unwind = {RemoteAddr(0x555500004080), RemoteAddr(0x555500004000), RemoteAddr(0x7ffff7b18c10),
+              RemoteAddr(0x7ffff7b18d60)};
+  const PatchRecord back = decode_record(encode_record(r), "test");
+  EXPECT_EQ(back.unwind.tables, r.unwind.tables);
+  EXPECT_EQ(back.unwind.object, r.unwind.object);
+  EXPECT_EQ(back.unwind.register_function, r.unwind.register_function);
+  EXPECT_EQ(back.unwind.deregister_function, r.unwind.deregister_function);
+  EXPECT_EQ(encode_record(r).size(), encode_record(sample()).size());  // no registration is the same size
+}
+
+TEST(PatchRecord, ARecordFromBeforeUnwindRegistrationReadsAsNoneRegistered) {
+  // The record as earlier versions wrote it: no "unwind" member (the last key).
+  const auto bytes = encode_record(sample());
+  std::string text(bytes.begin() + kRecordHeaderSize, bytes.end());
+  const size_t at = text.find(",\"unwind\":");
+  ASSERT_NE(at, std::string::npos);
+  text = text.substr(0, at) + "}";
+  std::vector<uint8_t> old(bytes.begin(), bytes.begin() + kRecordHeaderSize);
+  old.insert(old.end(), text.begin(), text.end());
+  const uint64_t length = text.size(), checksum = fnv1a(text);
+  std::memcpy(old.data() + 24, &length, 8);
+  std::memcpy(old.data() + 32, &checksum, 8);
+  const PatchRecord back = decode_record(old, "old");
+  EXPECT_EQ(back.id, sample().id);
+  EXPECT_TRUE(back.unwind.empty());
 }
 
 TEST(PatchRecord, EveryTruncationIsAnError) {

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -28,6 +29,14 @@ extern "C" {
 __attribute__((used, noinline)) int run_target_function(int x) { return x * 10; }
 __attribute__((used)) int run_target_value = 1000;
 __attribute__((used)) thread_local int run_target_tls = 5;
+__attribute__((used, noinline)) int run_target_check(int x) {
+  if (x < 0) throw std::invalid_argument("negative");
+  return x;
+}
+
+// libgcc's frame registry, as the engine calls it in a target.
+void __register_frame_info_table(const void* tables, void* object);
+void* __deregister_frame_info(const void* tables);
 }
 
 namespace suture::link {
@@ -179,6 +188,67 @@ TEST(LinkAndRun, LargeModel) { link_and_run("run-large.o", false); }
 TEST(LinkAndRun, ClangPic) {
   if (!SUTURE_HAVE_CLANG_PATCHES) GTEST_SKIP() << "no clang";
   link_and_run("run-pic-clang.o", false);
+}
+
+// Exceptions through linked C++ code, with the linked .eh_frame registered the
+// way the engine registers it in a target (a list of tables and a zeroed block).
+TEST(LinkAndRun, ExceptionsCrossLinkedCode) {
+  const Self process = self();
+  const TargetSymbols target(process.objects, [](RemoteAddr resolver) {
+    return RemoteAddr(reinterpret_cast<uint64_t>(reinterpret_cast<void* (*)()>(resolver.value())()));
+  });
+  const elf::ElfFile object = elf::ElfFile::open(SUTURE_PATCH_DIR "/run-throw.o");
+  const PartSizes sizes = measure(object);
+  Region region(sizes.total(), std::nullopt);
+  ASSERT_TRUE(region.ok());
+  const Placement placement = {RemoteAddr(region.address()), RemoteAddr(region.address() + sizes.text),
+                               RemoteAddr(region.address() + sizes.text + sizes.rodata)};
+  const LinkedPatch patch = link_patch(object, target, 0, {}, placement);
+  ASSERT_FALSE(patch.eh_frame.empty());
+  install(patch);
+  const auto fn = [&](const char* name) {
+    return reinterpret_cast<int (*)(int)>(patch.defined.at(name).value());
+  };
+  const auto passes = fn("_Z16run_throw_passesi");
+  const auto throws = fn("_Z16run_throw_throwsi");
+  const auto catches = fn("_Z17run_throw_catchesi");
+  const auto cleanups = reinterpret_cast<int (*)()>(patch.defined.at("_Z18run_throw_cleanupsv").value());
+  EXPECT_EQ(passes(1), 2);
+  EXPECT_EQ(cleanups(), 1);
+
+  // Unknown to the unwinder, patch code ends the search for a handler.
+  EXPECT_DEATH(
+      {
+        try {
+          passes(-1);
+        } catch (const std::exception&) {
+        }
+      },
+      "");
+
+  auto* block = reinterpret_cast<uint64_t*>(patch.unwind_block.start.value());
+  const uint64_t tables_at = patch.unwind_block.start.value() + 128;
+  reinterpret_cast<uint64_t*>(tables_at)[0] = patch.eh_frame.start.value();
+  reinterpret_cast<uint64_t*>(tables_at)[1] = 0;
+  __register_frame_info_table(reinterpret_cast<const void*>(tables_at), block);
+
+  std::string what;
+  try {
+    passes(-1);
+  } catch (const std::invalid_argument& e) {
+    what = e.what();
+  }
+  EXPECT_EQ(what, "negative");
+  EXPECT_EQ(cleanups(), 2);  // the guard in patch code ran while unwinding
+  try {
+    throws(101);
+  } catch (const std::out_of_range& e) {
+    what = e.what();
+  }
+  EXPECT_EQ(what, "too big: 101");
+  EXPECT_EQ(catches(-3), -1);
+  EXPECT_EQ(catches(3), 3);
+  EXPECT_EQ(__deregister_frame_info(reinterpret_cast<const void*>(tables_at)), block);
 }
 
 }  // namespace

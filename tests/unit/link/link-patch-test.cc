@@ -9,8 +9,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -321,9 +323,129 @@ TEST(LinkPatch, CxxVtablesComdatsAndTheRuntime) {
             dynsym(files().gcc, kGccBias, "_Unwind_Resume"));
   EXPECT_EQ(image.call_destination(site(object, patch, "_Z9patch_cxxi", "exe_function").place),
             exe_symbol("exe_function"));
-  // Exception tables are not loaded, so neither is the personality pointer.
-  EXPECT_EQ(patch.imports.count("__gxx_personality_v0"), 0u);
-  EXPECT_EQ(patch.defined.count("DW.ref.__gxx_personality_v0"), 0u);
+}
+
+// The records of a linked .eh_frame as an unwinder reads them.
+struct UnwindRecords {
+  std::vector<RemoteAddr> personalities;  // per CIE with a personality: where the indirect pointer is
+  std::vector<std::pair<RemoteAddr, uint32_t>> ranges;  // per FDE: pc_begin, pc_range
+  std::vector<RemoteAddr> lsdas;          // per FDE with an LSDA
+  bool terminated = false;
+};
+
+// Reads CIEs with augmentation "zR" or "zPLR" (what gcc emits for x86-64), with
+// pcrel sdata4 pointers, personality indirect.
+UnwindRecords read_unwind_records(const Image& image, RemoteRange eh_frame) {
+  UnwindRecords out;
+  std::map<RemoteAddr, bool> cie_has_lsda;
+  RemoteAddr at = eh_frame.start;
+  auto uleb = [&](RemoteAddr& p) {
+    uint64_t v = 0;
+    for (int shift = 0;; shift += 7) {
+      uint8_t b = image.at(p, 1)[0];
+      p += 1;
+      v |= uint64_t{b & 0x7fu} << shift;
+      if (!(b & 0x80)) return v;
+    }
+  };
+  while (at < eh_frame.end()) {
+    const uint32_t length = static_cast<uint32_t>(image.s32(at));
+    if (length == 0) {
+      out.terminated = at + 4 == eh_frame.end();
+      break;
+    }
+    const RemoteAddr body = at + 4;
+    const uint32_t id = static_cast<uint32_t>(image.s32(body));
+    if (id == 0) {
+      RemoteAddr p = body + 5;  // after the id and the version
+      std::string augmentation;
+      while (char c = static_cast<char>(image.at(p, 1)[0])) {
+        augmentation += c;
+        p += 1;
+      }
+      p += 1;
+      uleb(p);  // code alignment
+      uleb(p);  // data alignment (sleb, but one byte either way)
+      uleb(p);  // return address column
+      uleb(p);  // augmentation length
+      bool lsda = false;
+      for (char c : augmentation.substr(1)) {
+        const uint8_t encoding = image.at(p, 1)[0];
+        p += 1;
+        if (c == 'P') {
+          EXPECT_EQ(encoding, 0x9b);  // indirect pcrel sdata4
+          out.personalities.push_back(p + image.s32(p));
+          p += 4;
+        } else if (c == 'L') {
+          EXPECT_EQ(encoding, 0x1b);
+          lsda = true;
+        } else {
+          EXPECT_EQ(c, 'R');
+          EXPECT_EQ(encoding, 0x1b);
+        }
+      }
+      cie_has_lsda[at] = lsda;
+    } else {
+      const RemoteAddr cie = body - static_cast<int64_t>(id);
+      EXPECT_TRUE(cie_has_lsda.count(cie)) << "FDE at " << to_string(at) << " has no CIE before it";
+      const RemoteAddr begin = body + 4 + image.s32(body + 4);
+      out.ranges.emplace_back(begin, static_cast<uint32_t>(image.s32(body + 8)));
+      RemoteAddr p = body + 12;
+      const uint64_t augmentation = uleb(p);
+      if (cie_has_lsda[cie] && augmentation == 4) out.lsdas.push_back(p + image.s32(p));
+    }
+    at = body + static_cast<int64_t>(length);
+  }
+  return out;
+}
+
+TEST(LinkPatch, CxxUnwindTablesAreLinkedIntoRodata) {
+  const TargetSymbols target = make_target();
+  const elf::ElfFile object = open_patch("patch-cxx.o");
+  const LinkedPatch patch = link_patch(object, target, kExe, {}, kNear);
+  const Image image(patch);
+  ASSERT_FALSE(patch.eh_frame.empty());
+  EXPECT_TRUE(image.in_rodata(patch.eh_frame.start));
+  EXPECT_TRUE(image.in_rodata(patch.eh_frame.end() - 1));
+  const UnwindRecords records = read_unwind_records(image, patch.eh_frame);
+  EXPECT_TRUE(records.terminated) << "no zero terminator at the end of the linked .eh_frame";
+
+  // Every function of the patch, the .cold part with the cleanup included, has
+  // its FDE, exactly covering it.
+  for (const char* function : {"_Z9patch_cxxi", "_Z9patch_cxxi.cold", "_ZN3fix7area_ofERKNS_5ShapeE",
+                               "_ZNK3fix6Square4areaEv", "_ZN3fix6SquareD0Ev"}) {
+    SCOPED_TRACE(function);
+    const RemoteAddr start = patch.defined.at(function);
+    const auto fde = std::find_if(records.ranges.begin(), records.ranges.end(),
+                                  [&](const auto& r) { return r.first == start; });
+    ASSERT_NE(fde, records.ranges.end());
+    EXPECT_EQ(fde->second, symbol_of(object.symbols(), function).size);
+  }
+  // The personality is libstdc++'s, reached through DW.ref.__gxx_personality_v0,
+  // which is read-only once linked.
+  ASSERT_EQ(records.personalities.size(), 1u);
+  EXPECT_EQ(records.personalities[0], patch.defined.at("DW.ref.__gxx_personality_v0"));
+  EXPECT_TRUE(image.in_rodata(records.personalities[0]));
+  EXPECT_EQ(RemoteAddr(image.u64(records.personalities[0])), dynsym(files().cxx, kCxxBias, "__gxx_personality_v0"));
+  // patch_cxx's cleanup has its LSDA in the linked .gcc_except_table.
+  ASSERT_NE(object.find_section(".gcc_except_table"), nullptr);
+  ASSERT_FALSE(records.lsdas.empty());
+  for (RemoteAddr lsda : records.lsdas) EXPECT_TRUE(image.in_rodata(lsda));
+
+  // The block for the unwinder's bookkeeping: zeroed, writable.
+  EXPECT_EQ(patch.unwind_block.size, kUnwindBlockSize);
+  EXPECT_TRUE(image.in_data(patch.unwind_block.start));
+  EXPECT_EQ(patch.unwind_block.start.value() % 16, 0u);
+  for (uint64_t k = 0; k < kUnwindBlockSize; k += 8) EXPECT_EQ(image.u64(patch.unwind_block.start + k), 0u);
+}
+
+TEST(LinkPatch, AnObjectWithoutUnwindTablesLinksNone) {
+  const TargetSymbols target = make_target();
+  const elf::ElfFile object = open_patch("patch-asm.o");
+  ASSERT_EQ(object.find_section(".eh_frame"), nullptr);
+  const LinkedPatch patch = link_patch(object, target, kExe, {}, kNear);
+  EXPECT_TRUE(patch.eh_frame.empty());
+  EXPECT_EQ(patch.unwind_block.size, kUnwindBlockSize);
 }
 
 void check_tls_general_dynamic(const std::string& name) {

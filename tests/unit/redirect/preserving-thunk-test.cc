@@ -11,6 +11,7 @@
 #include <bit>
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -102,6 +103,16 @@ thunk_test_caller:
 extern "C" uint64_t thunk_test_callee(uint64_t*, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t,
                                       uint64_t);
 extern "C" uint64_t thunk_test_caller(const void* thunk, uint64_t* record);
+
+// libgcc's frame registry (libgcc_s), as the engine calls it in a target.
+extern "C" void __register_frame_info_table(const void* tables, void* object);
+extern "C" void* __deregister_frame_info(const void* tables);
+
+// A callee that throws for odd x; its own frame has ordinary unwind tables.
+extern "C" __attribute__((noinline)) uint64_t thunk_test_throwing_callee(uint64_t x) {
+  if (x % 2) throw std::runtime_error("odd " + std::to_string(x));
+  return x * 2;
+}
 
 namespace suture::redirect {
 namespace {
@@ -258,6 +269,115 @@ TEST(PreservingThunk, RunsBetweenACallerAndACalleeThatClobbers) {
   EXPECT_EQ(record[5], 0x1111222233334444u);              // xmm5 kept, low half
   EXPECT_EQ(record[6], 0x5555666677778888u);              // xmm5 kept, high half
   EXPECT_EQ(record[7], 0xd0d0u);                          // rdx came back from the callee
+}
+
+TEST(PreservingThunk, UnwindTableDescribesEveryInstruction) {
+  const RemoteAddr table_at{0x7f0000002000};
+  const RemoteAddr thunk_at{0x7f0000001000};
+  const RegisterSet preserve = rsi | rcx | xmm_bit(1);  // the thunk of EncodesSavesCallRestores
+  const ThunkFrame frames[] = {{thunk_at, preserve, 0}};
+  const std::vector<uint8_t> table = encode_thunk_unwind_table(table_at, frames);
+  const std::vector<uint8_t> cie = {
+      0x14, 0x00, 0x00, 0x00,  // length 20
+      0x00, 0x00, 0x00, 0x00,  // CIE id
+      0x01, 'z', 'R', 0x00,    // version 1, augmentation "zR"
+      0x01, 0x78, 0x10,        // code alignment 1, data alignment -8, return address column 16
+      0x01, 0x1b,              // augmentation data: FDE pointers are pcrel sdata4
+      0x0c, 0x07, 0x08,        // DW_CFA_def_cfa rsp+8
+      0x90, 0x01,              // DW_CFA_offset r16 (return address) at cfa-8
+      0x00, 0x00,              // DW_CFA_nop padding
+  };
+  const std::vector<uint8_t> fde = {
+      0x24, 0x00, 0x00, 0x00,  // length 36
+      0x1c, 0x00, 0x00, 0x00,  // CIE pointer: 28 bytes back
+      0xe0, 0xef, 0xff, 0xff,  // pc_begin: thunk_at - (table_at + 32)
+      0x48, 0x00, 0x00, 0x00,  // pc_range: the thunk's 72 bytes
+      0x00,                    // no augmentation data
+      0x48, 0x0e, 0x30,        // after lea -0x28(%rsp),%rsp (8): cfa = rsp+48
+      0x51, 0x82, 0x04,        // after movdqu, mov %rcx (25): rcx at cfa-32
+      0x48, 0x84, 0x03,        // after mov %rsi (33): rsi at cfa-24
+      0x56, 0xc2,              // after call, movdqu, mov ..,%rcx (55): rcx restored
+      0x48, 0xc4,              // after mov ..,%rsi (63): rsi restored
+      0x48, 0x0e, 0x08,        // after lea 0x28(%rsp),%rsp (71): cfa = rsp+8
+      0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // DW_CFA_nop padding to 40 bytes
+  };
+  std::vector<uint8_t> expected = cie;
+  expected.insert(expected.end(), fde.begin(), fde.end());
+  expected.insert(expected.end(), {0, 0, 0, 0});  // terminator
+  EXPECT_EQ(table, expected);
+  EXPECT_EQ(table.size(), thunk_unwind_table_size(frames));
+  EXPECT_EQ(preserving_thunk_size(preserve, 0), 72u);
+}
+
+TEST(PreservingThunk, UnwindTableFollowsArgumentPushesAndFarThunks) {
+  // r10 and two argument words (the thunk of CopiesStackArgumentsAboveTheNewReturnAddress):
+  // each push moves the CFA offset to 56 and each pop back to 48.
+  const ThunkFrame frames[] = {{RemoteAddr{0x401000}, r10 | xmm_bit(9), 12}, {RemoteAddr{0x402000}, r11, 0}};
+  const std::vector<uint8_t> table = encode_thunk_unwind_table(RemoteAddr{0x403000}, frames);
+  const std::vector<uint8_t> first_program = {
+      0x48, 0x0e, 0x30,  // after lea (8): cfa = rsp+48
+      0x52, 0x8a, 0x02,  // after movdqu %xmm9 (10), mov %r10 (8) (26): r10 at cfa-16
+      0x47, 0x0e, 0x38,  // after push (33): cfa = rsp+56
+      0x47, 0x0e, 0x30,  // after pop (40): rsp+48
+      0x47, 0x0e, 0x38,  // push (47)
+      0x47, 0x0e, 0x30,  // pop (54)
+      0x57, 0xca,        // after call, movdqu, mov ..,%r10 (77): r10 restored
+      0x48, 0x0e, 0x08,  // after lea (85): cfa = rsp+8
+  };
+  ASSERT_GT(table.size(), 24u + 17 + first_program.size());
+  EXPECT_EQ(std::vector<uint8_t>(table.begin() + 24 + 17, table.begin() + 24 + 17 + first_program.size()),
+            first_program);
+  EXPECT_EQ(table.size(), thunk_unwind_table_size(frames));
+  EXPECT_THROW(encode_thunk_unwind_table(RemoteAddr{0x7f0000000000}, frames), Error);
+}
+
+// The thunk and its unwind table, installed in this process.
+struct InstalledThunk {
+  RegisterSet preserve = r10 | r11 | rsi | xmm_bit(5);
+  NearCode memory{reinterpret_cast<uint64_t>(&thunk_test_throwing_callee), 4096};
+  std::array<const void*, 2> tables{};
+  alignas(16) std::array<uint8_t, 128> object{};  // libgcc's struct object
+
+  bool install() {
+    if (!memory.base()) return false;
+    const RemoteAddr at{reinterpret_cast<uint64_t>(memory.base())};
+    std::vector<uint8_t> code =
+        encode_preserving_thunk(at, RemoteAddr{reinterpret_cast<uint64_t>(&thunk_test_throwing_callee)}, preserve, 0);
+    code.resize((code.size() + 7) & ~size_t{7}, 0xcc);
+    const RemoteAddr table_at = at + static_cast<int64_t>(code.size());
+    const ThunkFrame frames[] = {{at, preserve, 0}};
+    const std::vector<uint8_t> table = encode_thunk_unwind_table(table_at, frames);
+    tables[0] = reinterpret_cast<const void*>(table_at.value());
+    code.insert(code.end(), table.begin(), table.end());
+    return memory.install(code);
+  }
+  uint64_t call(uint64_t x) const { return reinterpret_cast<uint64_t (*)(uint64_t)>(memory.base())(x); }
+};
+
+TEST(PreservingThunk, AThrowCrossesTheThunkOnlyWithItsUnwindTable) {
+  InstalledThunk thunk;
+  if (!thunk.install()) GTEST_SKIP() << "no free memory within rel32 reach of the test binary";
+  EXPECT_EQ(thunk.call(4), 8u);
+  // Unknown to the unwinder, the thunk's frame ends the search: std::terminate.
+  EXPECT_DEATH(
+      {
+        try {
+          thunk.call(3);
+        } catch (const std::exception&) {
+        }
+      },
+      "");
+
+  __register_frame_info_table(thunk.tables.data(), thunk.object.data());
+  std::string caught;
+  try {
+    thunk.call(5);
+  } catch (const std::runtime_error& e) {
+    caught = e.what();
+  }
+  EXPECT_EQ(caught, "odd 5");
+  EXPECT_EQ(thunk.call(6), 12u);
+  EXPECT_EQ(__deregister_frame_info(thunk.tables.data()), thunk.object.data());
 }
 
 }  // namespace
