@@ -311,6 +311,7 @@ BuildReport build_patches(const BuildOptions& options) {
       for (const auto& e : diff.errors) all += (all.empty() ? "" : "\n  ") + e;
       fail("{}: {}", rel, all);
     }
+    for (const auto& f : diff.forgiven) report.forgiven.push_back(fmt::format("{}: {}: {}", rel, f.symbol, f.reason));
     if (diff.changes.empty()) continue;
     auto extracted = extract::extract_patch(new_elf, diff, first_file_symbol(new_elf));
     std::vector<std::string> outputs;

@@ -126,6 +126,7 @@ class Extractor {
 
   // Phase 1.
   void seed(const diff::ObjectDiff& diff) {
+    original_name_ = &diff.original_name;
     for (const diff::Change& change : diff.changes) {
       switch (change.kind) {
         case diff::Change::changed_function:
@@ -142,9 +143,11 @@ class Extractor {
             include(s.shndx, fmt::format("cold part {} of {}", s.name, f.name));
           }
           if (changed) {
+            // The running program knows the function by the original's name.
+            std::string old = change.original.empty() ? f.name : change.original;
             patchfile::Replacement r;
-            r.spelling = f.bind == STB_LOCAL ? fmt::format("{}:{}", source_file_, f.name) : f.name;
-            r.symbol = f.name;
+            r.spelling = f.bind == STB_LOCAL ? fmt::format("{}:{}", source_file_, old) : old;
+            r.symbol = old;
             r.file = f.bind == STB_LOCAL ? std::string(source_file_) : "";
             r.new_symbol = renamed_[f.index];
             out_.replacements.push_back(std::move(r));
@@ -291,14 +294,27 @@ class Extractor {
     return *best;
   }
 
+  // The running program's name for a static of the patched object: the original
+  // object's name for it, which the differ paired it with (gcc numbers statics
+  // and clones in the order it meets them: tick's `counter.0` may be
+  // `counter.1` after the fix gave an earlier function a `counter`).
+  const std::string& running_name(const Symbol& s) const {
+    auto found = original_name_->find(s.name);
+    if (found == original_name_->end())
+      fail("{}: {}: the new code refers to it, but it is neither in the original object nor brought by the patch",
+           object_.name(), s.name);
+    return found->second;
+  }
+
   // The patch's undefined symbol for something the running program supplies.
   size_t external(const Symbol& s) {
     if (auto it = external_.find(s.index); it != external_.end()) return it->second;
     size_t handle;
     if (s.bind == STB_LOCAL) {
-      std::string alias = unique(fmt::format("{}.suture.ref.{}", s.name, tag_));
+      const std::string& name = running_name(s);
+      std::string alias = unique(fmt::format("{}.suture.ref.{}", name, tag_));
       handle = writer_.add_symbol({alias, STT_NOTYPE, STB_GLOBAL, STV_DEFAULT, SHN_UNDEF, 0, 0});
-      out_.bindings.push_back({alias, s.name, std::string(source_file_)});
+      out_.bindings.push_back({alias, name, std::string(source_file_)});
     } else if (auto it = global_.find(s.name); it != global_.end()) {
       handle = it->second;
     } else {
@@ -349,6 +365,7 @@ class Extractor {
   }
 
   const ElfFile& object_;
+  const std::map<std::string, std::string>* original_name_ = nullptr;  // from the differ
   std::string_view source_file_;
   std::string tag_;
   std::vector<std::vector<const Symbol*>> named_in_;  // named symbols of each section

@@ -201,5 +201,83 @@ TEST(ObjectDiff, CxxComdatInlineFunctionsAndMangledNames) {
   EXPECT_EQ(find(diff, "_ZN3app5scaleEi")->section, ".text._ZN3app5scaleEi");
 }
 
+
+const Change* find_forgiven(const ObjectDiff& diff, const std::string& symbol) {
+  for (const Change& change : diff.forgiven) {
+    if (change.symbol == symbol) return &change;
+  }
+  return nullptr;
+}
+
+TEST(ObjectDiff, LineNumbersThatOnlyMovedAreForgiven) {
+  ObjectDiff diff = diff_fixture("line-only");
+  std::string all = transcript(diff);
+  for (const Change& f : diff.forgiven) all += fmt::format("forgiven {}: {}\n", f.symbol, f.reason);
+  // Only the real change and the line used as a value are changes.
+  EXPECT_EQ(summary(diff), (Lines{"changed function fixed", "changed function line_value",
+                                  "changed function quieter"}))
+      << all;
+  EXPECT_TRUE(diff.errors.empty()) << all;
+  ASSERT_NE(find_forgiven(diff, "checked"), nullptr) << all;
+  const std::string& checked = find_forgiven(diff, "checked")->reason;
+  EXPECT_TRUE(checked.starts_with("only line numbers changed: ")) << checked;
+  EXPECT_NE(checked.find("line 110 -> 111 (argument 3 of __assert_fail)"), std::string::npos) << checked;
+  EXPECT_NE(checked.find("line 111 -> 112 (argument 3 of __assert_fail)"), std::string::npos) << checked;
+  ASSERT_NE(find_forgiven(diff, "logged"), nullptr) << all;
+  EXPECT_NE(find_forgiven(diff, "logged")->reason.find("line 117 -> 118 (argument 2 of log_at)"), std::string::npos)
+      << all;
+  ASSERT_NE(find_forgiven(diff, "where"), nullptr) << all;
+  EXPECT_NE(find_forgiven(diff, "where")->reason.find("line 123 -> 124 in string"), std::string::npos) << all;
+  EXPECT_EQ(diff.forgiven.size(), 3u) << all;
+}
+
+TEST(ObjectDiff, RealChangeNextToAMovedLineIsNamedForTheRealChange) {
+  ObjectDiff diff = diff_fixture("line-only");
+  ASSERT_NE(find(diff, "fixed"), nullptr) << transcript(diff);
+  ASSERT_NE(find(diff, "line_value"), nullptr) << transcript(diff);
+  EXPECT_TRUE(find(diff, "line_value")->reason.starts_with("bytes differ at +0x")) << transcript(diff);
+  // quieter's 3 -> 2 has no __FILE__ before it: a plain change of an argument.
+  ASSERT_NE(find(diff, "quieter"), nullptr) << transcript(diff);
+  EXPECT_TRUE(find(diff, "quieter")->reason.starts_with("bytes differ at +0x")) << transcript(diff);
+  EXPECT_EQ(find_forgiven(diff, "fixed"), nullptr);
+}
+
+TEST(ObjectDiff, ChangedLineNumbersAreForgivenOnlyWhereTheyFlowIntoALineArgument) {
+  // The same objects the other way round give the same verdicts (no direction
+  // in the rule), and an object against itself forgives nothing.
+  ObjectDiff back = diff_objects(object("line-only", "patched"), object("line-only", "orig"));
+  EXPECT_EQ(summary(back), (Lines{"changed function fixed", "changed function line_value",
+                                  "changed function quieter"}))
+      << transcript(back);
+  EXPECT_EQ(back.forgiven.size(), 3u) << transcript(back);
+  elf::ElfFile same = object("line-only", "orig");
+  EXPECT_TRUE(diff_objects(same, same).forgiven.empty());
+}
+
+TEST(ObjectDiff, CallerThatReliedOnTheCalleesRegistersIsChanged) {
+  // sum3's source is the same; gcc compiled it again because lookup now
+  // clobbers the registers sum3 kept its values in (-fipa-ra).
+  ObjectDiff diff = diff_fixture("ipa-ra");
+  EXPECT_EQ(summary(diff), (Lines{"changed function lookup", "changed function sum3"})) << transcript(diff);
+  ASSERT_NE(find(diff, "sum3"), nullptr);
+  EXPECT_NE(find(diff, "sum3")->reason.find("calls changed function lookup"), std::string::npos) << transcript(diff);
+}
+
+TEST(ObjectDiff, PairsEveryFunctionAndVariableWithItsOriginalName) {
+  // tick's counter is counter.0 before and counter.1 after.
+  ObjectDiff diff = diff_fixture("static-local");
+  ASSERT_TRUE(diff.original_name.count("counter.1")) << transcript(diff);
+  EXPECT_EQ(diff.original_name.at("counter.1"), "counter.0");
+  EXPECT_EQ(diff.original_name.at("tick"), "tick");
+  EXPECT_FALSE(diff.original_name.count("counter.2")) << "after's counter is new";
+  // Clones: the names of both objects, each paired.
+  ObjectDiff clones = diff_fixture("clones");
+  for (const auto& [patched, original] : clones.original_name) {
+    EXPECT_EQ(patched, original) << "clones.c numbers its clones the same both times";
+  }
+  ASSERT_NE(find(clones, "second"), nullptr);
+  EXPECT_EQ(find(clones, "second")->original, "second");
+}
+
 }  // namespace
 }  // namespace suture::build::diff
