@@ -63,11 +63,57 @@
 //     running copy holds state that the new initial value would not reach, and a
 //     new size means a new type layout that the old code still assumes.
 //
-// Inlining needs no special case: a changed `static inline` helper or macro changes
-// the bytes of every function it was expanded into, and that is what we see. A
-// change that moves only line numbers (`__LINE__`, `assert`) also shows up as
-// changed bytes today, because the line number is an immediate in the code; telling
-// such a change apart from one in behaviour is future work of `suture build`.
+//  6. Forgive moved line numbers. A fix that adds a line moves every `__LINE__`
+//     below it: the line is an immediate (`mov $41,%edx` before
+//     `call __assert_fail`) or part of a string ("util.c:41"). kpatch forgives a
+//     `mov` of an immediate into %esi/%edx when the next call it meets is one of
+//     the kernel's warning functions. We take the same shape for user space,
+//     with a proof of where the value goes instead of a list of kernel names: the
+//     two instructions differ only in the immediate, the register is an argument
+//     register, and from the `mov` on, in straight-line code, nothing reads or
+//     writes it until a direct call (or tail jump) whose argument in that
+//     position is a line: the third of the C library's __assert_fail,
+//     __assert_perror_fail and __assert, or the argument right after one that
+//     some call of the same callee, in either object, is given a source file
+//     name in (`log_at(__FILE__, __LINE__, ...)`, Redis's `_serverAssert`). A
+//     callee defined in the object may be known to keep the register (-fipa-ra),
+//     so then the register must also be dead after the call. A string may differ
+//     only in numbers right after "FILE.c:". The line is still printed when the
+//     assertion fails: that output, and nothing else, is what we accept to keep
+//     old. Everything else (relocations included) must be equal; a line used as
+//     a value (`return __LINE__`) or passed without a file name before it
+//     (`set_level("net", 3)`) stays a change. Forgiven functions are listed with
+//     the lines that moved, for the summary.
+//
+// What gcc concluded about a callee. Within a translation unit gcc uses what it
+// proved about a function when it compiles the callers: the registers it
+// clobbers (-fipa-ra), pure/const, which memory it reads and writes (modref),
+// constants all its callers pass (IPA-CP), the parameters it ignores (IPA-SRA),
+// whether it returns, what it returns, whether to inline or split it (.part).
+// All of that is visible to a comparison of compiled code, because both builds
+// compile every caller in the unit again against the callee as it now is: a
+// caller that relied on the old conclusions comes out different (sum3 moving
+// its values from caller-saved to callee-saved registers once its static
+// callee calls out, in the tests) and is patched with the callee. Callers in
+// other units know nothing but the ABI, so they hold nothing to invalidate.
+// A caller that comes out byte for byte the same, relocations included, is
+// compiled the same against the new callee as against the old, so the running
+// copy of it is correct with the new callee too; that holds for clones as well
+// (a clone's callers all live in its unit, and one whose clone changed its
+// parameters, or disappeared, or was replaced by another, refers to other
+// arguments or another symbol and is a change).
+// What byte comparison does not give is the *name*. The running program knows
+// a static, clone or cold part by the original object's name, and gcc numbers
+// them in the order it meets them: a fix that gives another function a
+// `counter`, or another clone of the same function, renumbers the rest. A
+// replacement or a reference spelled with the patched object's name would
+// redirect, or call, another clone with another calling convention, or count in
+// another function's static. So the pairing is part of the result
+// (`original_name`, `Change::original`), and extraction and the fidelity check
+// name everything the running program already has by the original's name.
+// What remains outside: link-time optimisation (callers in other units compiled
+// against conclusions about this one), and a removed function that the running
+// program can still reach through data (its callers in code all changed).
 //
 // Rejected alternatives. Diffing the assembly (libcare) sees the compiler's text
 // before the assembler relaxes and numbers it, and breaks on inline asm and on
@@ -775,10 +821,13 @@ class Differ {
     return std::nullopt;
   }
 
+  // Whether `reg` is written before it is read after instruction `call`, in
+  // straight-line code; a return ends its life unless it carries the result.
   static bool dead_after(const std::vector<Instruction>& code, size_t call, ZydisRegister reg) {
     for (size_t k = call + 1; k < code.size(); ++k) {
       bool reads = false, writes = false;
       if (touches(code[k], reg, &reads, &writes)) return !reads && writes;
+      if (code[k].insn.meta.category == ZYDIS_CATEGORY_RET) return reg != ZYDIS_REGISTER_RAX && reg != ZYDIS_REGISTER_RDX;
       if (transfers_control(code[k])) return false;
     }
     return false;

@@ -31,8 +31,10 @@
 //
 // Names. The engine and `ld -r` see every patch object of one binary together, so
 // names that stand for statics of one file carry a hash of the file:
-// `f.suture.1a2b3c4d` for a changed static function, `x.suture.ref.1a2b3c4d` for
-// the alias of a static variable; a changed global `f` becomes `f.suture`.
+// `f.suture.1a2b3c4d` for a changed static function (and for a changed inline or
+// template function of a COMDAT group, which every unit that uses it compiles),
+// `x.suture.ref.1a2b3c4d` for the alias of a static variable; a changed global
+// `f` becomes `f.suture`.
 //
 // Rejected: rewriting the patched object in place (keeping every section and
 // turning the unwanted ones into nothing) leaves the section-symbol references
@@ -249,8 +251,12 @@ class Extractor {
          function ? "function" : "variable", name);
   }
 
+  // A static's new name carries the file's tag, so does a function of a COMDAT
+  // group (an inline or template function): every unit that uses it has its
+  // copy, and the copies of several units may meet in one patch.
   std::string new_name(const Symbol& f) {
-    std::string base = f.bind == STB_LOCAL ? fmt::format("{}.suture.{}", f.name, tag_) : f.name + ".suture";
+    bool per_unit = f.bind == STB_LOCAL || (section(f.shndx).flags & SHF_GROUP);
+    std::string base = per_unit ? fmt::format("{}.suture.{}", f.name, tag_) : f.name + ".suture";
     return unique(base);
   }
 
