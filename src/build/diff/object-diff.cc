@@ -852,8 +852,8 @@ class Differ {
           for (size_t slot = 1; slot < argument_registers.size(); ++slot) {
             auto file = argument_source(view, entity, code, k, argument_registers[slot - 1]);
             auto line = argument_source(view, entity, code, k, argument_registers[slot]);
-            if (file && file->kind == Target::string && file->offset == 0 && source_file_name(file->text) && line &&
-                line->kind == Target::external && line->text.empty())
+            if (file && file->target && file->target->kind == Target::string && file->target->offset == 0 &&
+                source_file_name(file->target->text) && line && !line->target)
               line_slots_->insert(fmt::format("{}#{}", callee, slot + 1));
           }
         }
@@ -862,10 +862,15 @@ class Differ {
     return *line_slots_;
   }
 
+  // What an argument register was loaded with: an address (`lea x(%rip)`, what
+  // its relocation refers to) or an immediate (no target).
+  struct Source {
+    std::optional<Target> target;
+  };
+
   // What register `reg` holds at instruction `call`, looking back through
-  // straight-line code and register copies: a relocation's target (`lea x(%rip)`),
-  // or for an immediate an external Target with empty text.
-  static std::optional<Target> argument_source(const ObjectView& view, const Entity& e,
+  // straight-line code and register copies.
+  static std::optional<Source> argument_source(const ObjectView& view, const Entity& e,
                                                const std::vector<Instruction>& code, size_t call, ZydisRegister reg) {
     constexpr size_t window = 64;
     for (size_t k = call; k-- > 0 && call - k <= window;) {
@@ -875,7 +880,7 @@ class Differ {
         return std::nullopt;
       bool reads = false, writes = false;
       if (!touches(i, reg, &reads, &writes) || !writes) continue;
-      if (immediate_load(i)) return Target{Target::external, 0, {}, 0};
+      if (immediate_load(i)) return Source{};
       const ZydisDecodedOperand& from = i.operands[1];
       if (i.insn.mnemonic == ZYDIS_MNEMONIC_MOV && i.insn.operand_count_visible == 2 &&
           from.type == ZYDIS_OPERAND_TYPE_REGISTER && widest(from.reg.value) != reg) {
@@ -886,7 +891,7 @@ class Differ {
           from.mem.base == ZYDIS_REGISTER_RIP) {
         std::optional<Relocation> r = view.relocation_in(e, i);
         if (!r) return std::nullopt;
-        return view.resolve(view.section(e.section), *r);
+        return Source{view.resolve(view.section(e.section), *r)};
       }
       return std::nullopt;
     }

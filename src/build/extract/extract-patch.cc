@@ -306,6 +306,8 @@ class Extractor {
   // `counter.1` after the fix gave an earlier function a `counter`).
   const std::string& running_name(const Symbol& s) const {
     auto found = original_name_->find(s.name);
+    // The differ pairs functions and variables; a label keeps its name.
+    if (found == original_name_->end() && s.type == STT_NOTYPE) return s.name;
     if (found == original_name_->end())
       fail("{}: {}: the new code refers to it, but it is neither in the original object nor brought by the patch",
            object_.name(), s.name);

@@ -242,7 +242,7 @@ TEST(ObjectDiff, RealChangeNextToAMovedLineIsNamedForTheRealChange) {
   EXPECT_EQ(find_forgiven(diff, "fixed"), nullptr);
 }
 
-TEST(ObjectDiff, ChangedLineNumbersAreForgivenOnlyWhereTheyFlowIntoALineArgument) {
+TEST(ObjectDiff, LineRuleWorksBothWaysAndForgivesNothingInEqualObjects) {
   // The same objects the other way round give the same verdicts (no direction
   // in the rule), and an object against itself forgives nothing.
   ObjectDiff back = diff_objects(object("line-only", "patched"), object("line-only", "orig"));
@@ -277,6 +277,43 @@ TEST(ObjectDiff, PairsEveryFunctionAndVariableWithItsOriginalName) {
   }
   ASSERT_NE(find(clones, "second"), nullptr);
   EXPECT_EQ(find(clones, "second")->original, "second");
+}
+
+
+TEST(ObjectDiff, ChangedStaticLocalAndConstantTableAreRefusedWithTheirUsers) {
+  ObjectDiff diff = diff_fixture("changed-static-data");
+  ASSERT_EQ(diff.errors.size(), 2u) << transcript(diff);
+  std::string all = diff.errors[0] + "\n" + diff.errors[1];
+  EXPECT_NE(all.find(": id.0: initial value changed (bytes differ at +0x0) (used by next_id); existing data cannot "
+                     "change in a live patch"),
+            std::string::npos)
+      << all;
+  EXPECT_NE(all.find(": weights: initial value changed (bytes differ at +0x1c) (used by weight, weight_sum); "),
+            std::string::npos)
+      << all;
+  for (const Change& change : diff.changes) {
+    if (change.kind == Change::changed_data) EXPECT_EQ(change.original, change.symbol) << transcript(diff);
+  }
+}
+
+
+TEST(ObjectDiff, CloneThatDisappearsChangesEveryCaller) {
+  // check.part.0 is gone once check is small enough to inline whole: first and
+  // second, the same in source, no longer call it.
+  ObjectDiff diff = diff_fixture("clone-gone");
+  EXPECT_EQ(summary(diff), (Lines{"changed function first", "changed function second",
+                                  "removed function check.part.0"}))
+      << transcript(diff);
+}
+
+TEST(ObjectDiff, CloneWhoseArgumentMeansAnotherFieldChangesItsCaller) {
+  // score.isra.0 takes one int both times, but it is another field of the
+  // struct now: rank, the same in source, passes that field and is a change.
+  ObjectDiff diff = diff_fixture("clone-abi");
+  EXPECT_EQ(summary(diff), (Lines{"changed function rank", "changed function score.isra.0"})) << transcript(diff);
+  ASSERT_NE(find(diff, "rank"), nullptr);
+  EXPECT_NE(find(diff, "rank")->reason.find("calls changed function score.isra.0"), std::string::npos)
+      << transcript(diff);
 }
 
 }  // namespace
