@@ -100,8 +100,12 @@
 // compiled the same against the new callee as against the old, so the running
 // copy of it is correct with the new callee too; that holds for clones as well
 // (a clone's callers all live in its unit, and one whose clone changed its
-// parameters, or disappeared, or was replaced by another, refers to other
-// arguments or another symbol and is a change).
+// parameters, or disappeared, or was replaced by another, passes other
+// arguments or calls another symbol and is a change). The tests show both
+// sides from gcc's own output: check.part.0 vanishing changes both its callers;
+// score.isra.0 keeping its one int parameter and its code while that int
+// becomes another field of the struct changes only the caller, which is all
+// that has to change.
 // What byte comparison does not give is the *name*. The running program knows
 // a static, clone or cold part by the original object's name, and gcc numbers
 // them in the order it meets them: a fix that gives another function a
@@ -677,7 +681,8 @@ std::optional<std::pair<ZydisRegister, uint64_t>> immediate_load(const Instructi
 // What `__FILE__` expands to: a path ending in a C or C++ source or header name.
 bool source_file_name(std::string_view text) {
   static constexpr std::array<std::string_view, 16> extensions = {
-      ".c", ".h", ".cc", ".cpp", ".cxx", ".c++", ".C", ".H", ".hh", ".hpp", ".hxx", ".h++", ".inc", ".ipp", ".tcc", ".inl"};
+      ".c",   ".h",   ".cc",  ".cpp", ".cxx", ".c++", ".C",   ".H",
+      ".hh",  ".hpp", ".hxx", ".h++", ".inc", ".ipp", ".tcc", ".inl"};
   if (text.empty() || text.find('\n') != std::string_view::npos) return false;
   return std::any_of(extensions.begin(), extensions.end(),
                      [&](std::string_view ext) { return text.size() > ext.size() && text.ends_with(ext); });
@@ -827,7 +832,8 @@ class Differ {
     for (size_t k = call + 1; k < code.size(); ++k) {
       bool reads = false, writes = false;
       if (touches(code[k], reg, &reads, &writes)) return !reads && writes;
-      if (code[k].insn.meta.category == ZYDIS_CATEGORY_RET) return reg != ZYDIS_REGISTER_RAX && reg != ZYDIS_REGISTER_RDX;
+      if (code[k].insn.meta.category == ZYDIS_CATEGORY_RET)
+        return reg != ZYDIS_REGISTER_RAX && reg != ZYDIS_REGISTER_RDX;
       if (transfers_control(code[k])) return false;
     }
     return false;

@@ -20,12 +20,14 @@
 //  3. Rewrite references. Anything else that included code refers to stays in
 //     the running program: globals become undefined symbols of the same name;
 //     a static `x` becomes an undefined alias bound (patchfile::Binding) to the
-//     program's own `x` of this source file; a section-symbol reference into a
+//     program's own `x` of this source file, named as the original object
+//     names it (the differ's pairing: gcc may have renumbered `counter.0` to
+//     `counter.1`, or a clone `f.part.0` to `f.part.1`, in the rebuild); a section-symbol reference into a
 //     section that stays behind (gcc writes `.bss+4` for some statics) is turned
 //     into a reference to the named symbol at that offset, with the addend moved
 //     by the symbol's value, which the final link keeps exact.
 // Each changed function `f` is defined under a new name and reported as a
-// Replacement of `f`; its old name is not defined by the patch, so the patch's
+// Replacement of `f` (again by the original's name); its old name is not defined by the patch, so the patch's
 // own calls to `f` go to the new code and nothing in the patch clashes with the
 // program's `f`.
 //
