@@ -74,16 +74,19 @@
 //     writes it until a direct call (or tail jump) whose argument in that
 //     position is a line: the third of the C library's __assert_fail,
 //     __assert_perror_fail and __assert, or the argument right after one that
-//     some call of the same callee, in either object, is given a source file
-//     name in (`log_at(__FILE__, __LINE__, ...)`, Redis's `_serverAssert`). A
+//     some call of the same callee, in either object, is given `__FILE__` in
+//     (a string naming this unit's source file or a header, right before an
+//     immediate: `log_at(__FILE__, __LINE__, ...)`, Redis's `_serverAssert`). A
 //     callee defined in the object may be known to keep the register (-fipa-ra),
 //     so then the register must also be dead after the call. A string may differ
-//     only in numbers right after "FILE.c:". The line is still printed when the
-//     assertion fails: that output, and nothing else, is what we accept to keep
-//     old. Everything else (relocations included) must be equal; a line used as
-//     a value (`return __LINE__`) or passed without a file name before it
-//     (`set_level("net", 3)`) stays a change. Forgiven functions are listed with
-//     the lines that moved, for the summary.
+//     only in numbers right after "FILE.c:" (the same kind of file name). The
+//     line is still printed when the assertion fails: that output, and nothing
+//     else, is what we accept to keep old (a number written by hand where a
+//     line goes looks the same and is forgiven too). Everything else,
+//     relocations included, must be equal; a line used as a value
+//     (`return __LINE__`), or passed without this unit's file name before it
+//     (`set_level("net", 3)`, `build_with("other.c", 2)`), stays a change.
+//     Forgiven functions are listed with the lines that moved, for the summary.
 //
 // What gcc concluded about a callee. Within a translation unit gcc uses what it
 // proved about a function when it compiles the callers: the registers it
@@ -283,6 +286,13 @@ class ObjectView {
   }
 
   const ElfFile& file() const { return file_; }
+  // The source file the object was compiled from, as its STT_FILE symbol names it.
+  std::string_view unit() const {
+    for (const Symbol& s : file_.symbols()) {
+      if (s.type == STT_FILE && !s.name.empty()) return s.name;
+    }
+    return {};
+  }
   std::vector<Entity>& entities() { return entities_; }
   const std::vector<Entity>& entities() const { return entities_; }
   const Section& section(size_t index) const { return file_.sections()[index]; }
@@ -619,6 +629,7 @@ void correlate(ObjectView& original, ObjectView& patched, std::vector<std::strin
 //    the immediate's bytes alone;
 //  - a string literal that differs only in the number after "FILE.c:" (what
 //    `__FILE__ ":" STR(__LINE__)` gives).
+// A file name counts only when it is this unit's own source file or a header.
 // Everything else about the function, relocations included, must be the same.
 
 // Where a call's arguments are, in order (System V x86-64).
@@ -678,14 +689,17 @@ std::optional<std::pair<ZydisRegister, uint64_t>> immediate_load(const Instructi
   return std::pair{widest(to.reg.value), from.imm.value.u};
 }
 
-// What `__FILE__` expands to: a path ending in a C or C++ source or header name.
-bool source_file_name(std::string_view text) {
-  static constexpr std::array<std::string_view, 16> extensions = {
-      ".c",   ".h",   ".cc",  ".cpp", ".cxx", ".c++", ".C",   ".H",
-      ".hh",  ".hpp", ".hxx", ".h++", ".inc", ".ipp", ".tcc", ".inl"};
+// What `__FILE__` can expand to in this unit: a path to its own source file
+// (`unit`, the object's STT_FILE name) or to a header. A string that names
+// another source file ("main.c" given to a build tool) is no evidence of a line.
+bool file_of_unit(std::string_view text, std::string_view unit) {
+  static constexpr std::array<std::string_view, 9> headers = {".h",  ".hh",  ".hpp", ".hxx", ".h++",
+                                                              ".H",  ".inc", ".ipp", ".tcc"};
   if (text.empty() || text.find('\n') != std::string_view::npos) return false;
-  return std::any_of(extensions.begin(), extensions.end(),
-                     [&](std::string_view ext) { return text.size() > ext.size() && text.ends_with(ext); });
+  std::string_view base = text.substr(text.find_last_of('/') == std::string_view::npos ? 0 : text.find_last_of('/') + 1);
+  if (!unit.empty() && base == unit) return true;
+  return std::any_of(headers.begin(), headers.end(),
+                     [&](std::string_view ext) { return base.size() > ext.size() && base.ends_with(ext); });
 }
 
 // C libraries' assertion functions, whose third argument is the line.
@@ -695,7 +709,7 @@ bool assert_function(std::string_view name) {
 
 // "FILE.c:41: oops" vs "FILE.c:42: oops": the numbers that differ, if every
 // difference is a number right after a source file name and a colon.
-std::optional<std::string> line_only_string(std::string_view a, std::string_view b) {
+std::optional<std::string> line_only_string(std::string_view a, std::string_view b, std::string_view unit) {
   auto digit = [](char c) { return c >= '0' && c <= '9'; };
   auto split = [&](std::string_view text) {
     std::vector<std::string_view> runs;
@@ -718,7 +732,7 @@ std::optional<std::string> line_only_string(std::string_view a, std::string_view
     if (!before.ends_with(':')) return std::nullopt;
     before.remove_suffix(1);
     size_t start = before.find_last_of(" \t\"'(<[");
-    if (!source_file_name(start == std::string_view::npos ? before : before.substr(start + 1))) return std::nullopt;
+    if (!file_of_unit(start == std::string_view::npos ? before : before.substr(start + 1), unit)) return std::nullopt;
     changed += fmt::format("{}{} -> {}", changed.empty() ? "" : ", ", x[i], y[i]);
   }
   return changed;
@@ -859,7 +873,7 @@ class Differ {
             auto file = argument_source(view, entity, code, k, argument_registers[slot - 1]);
             auto line = argument_source(view, entity, code, k, argument_registers[slot]);
             if (file && file->target && file->target->kind == Target::string && file->target->offset == 0 &&
-                source_file_name(file->target->text) && line && !line->target)
+                file_of_unit(file->target->text, view.unit()) && line && !line->target)
               line_slots_->insert(fmt::format("{}#{}", callee, slot + 1));
           }
         }
@@ -946,7 +960,7 @@ class Differ {
       if (key(original_, false, old_target, 0) == key(patched_, true, new_target, 0)) continue;
       if (old_target.kind == Target::string && new_target.kind == Target::string) {
         if (old_target.offset == new_target.offset) {
-          if (auto lines = line_only_string(old_target.text, new_target.text)) {
+          if (auto lines = line_only_string(old_target.text, new_target.text, patched_.unit())) {
             verdict.lines.push_back(fmt::format("+{:#x}: line {} in string {}", new_offset, *lines,
                                                 quoted(new_target.text)));
             continue;
