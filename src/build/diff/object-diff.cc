@@ -615,22 +615,7 @@ void correlate(ObjectView& original, ObjectView& patched, std::vector<std::strin
   }
 }
 
-// --- Line numbers ---
-//
-// Moving code moves `__LINE__`. It reaches the machine code in two ways that we
-// recognise, and forgive only there:
-//  - an immediate loaded into an argument register (`mov $41,%edx`) that flows,
-//    unread and unchanged, in straight-line code into a call whose argument in
-//    that position is known to be a line: the third of __assert_fail,
-//    __assert_perror_fail and __assert, or the one right after an argument that
-//    some call of the same function in either object is given a source file name
-//    in (`_log_at(__FILE__, __LINE__, ...)`, Redis's `_serverAssert(#e, __FILE__,
-//    __LINE__)`); the two instructions must have the same length and differ in
-//    the immediate's bytes alone;
-//  - a string literal that differs only in the number after "FILE.c:" (what
-//    `__FILE__ ":" STR(__LINE__)` gives).
-// A file name counts only when it is this unit's own source file or a header.
-// Everything else about the function, relocations included, must be the same.
+// --- Line numbers (step 6 of the opening essay) ---
 
 // Where a call's arguments are, in order (System V x86-64).
 constexpr std::array<ZydisRegister, 6> argument_registers = {ZYDIS_REGISTER_RDI, ZYDIS_REGISTER_RSI,
