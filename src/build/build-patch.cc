@@ -311,6 +311,7 @@ BuildReport build_patches(const BuildOptions& options) {
       for (const auto& e : diff.errors) all += (all.empty() ? "" : "\n  ") + e;
       fail("{}: {}", rel, all);
     }
+    for (const auto& f : diff.forgiven) report.forgiven.push_back(fmt::format("{}: {}: {}", rel, f.symbol, f.reason));
     if (diff.changes.empty()) continue;
     auto extracted = extract::extract_patch(new_elf, diff, first_file_symbol(new_elf));
     std::vector<std::string> outputs;
@@ -340,11 +341,15 @@ BuildReport build_patches(const BuildOptions& options) {
     std::vector<ReplaceRequest> replace;
     std::vector<BindRequest> bind;
     std::vector<fs::path> objects;
+    std::set<std::string> replaced_spellings;
     for (size_t i = 0; i < pieces.size(); ++i) {
       const auto& piece = pieces[i];
       std::vector<std::string> names;
       for (const auto& r : piece.extracted.replacements) {
         names.push_back(r.symbol);
+        // An inline or template function (COMDAT) comes from every unit that
+        // uses it; the first unit's copy replaces it.
+        if (!replaced_spellings.insert(r.spelling).second) continue;
         replace.push_back({r.spelling, r.new_symbol});
         built.changed.push_back(r.symbol);
       }

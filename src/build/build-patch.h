@@ -33,6 +33,7 @@ struct BuildReport {
   std::vector<std::string> outside_build;  // files the diff touches that no compile used
   bool original_cached = false;            // the original build was reused
   std::vector<std::string> recompiled;     // translation units the patched build compiled
+  std::vector<std::string> forgiven;       // "FILE: FUNCTION: why it is not a change" (line numbers)
 };
 
 // Throws Error naming what went wrong (a failed build, a touched source the build

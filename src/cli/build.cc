@@ -22,6 +22,7 @@ Run add_build(CLI::App& app) {
     fmt::print("original build: {}\n", report.original_cached ? "reused from the cache" : "built");
     for (const auto& f : report.recompiled) fmt::print("recompiled: {}\n", f);
     for (const auto& f : report.outside_build) fmt::print("outside the build: {}\n", f);
+    for (const auto& f : report.forgiven) fmt::print("not a change: {}\n", f);
     for (const auto& p : report.patches) {
       fmt::print("wrote {} for {}\n", p.path, p.binary);
       for (const auto& c : p.changed) fmt::print("  replaces {}\n", c);

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <charconv>
+#include <sstream>
 
 #include <fmt/format.h>
 
@@ -54,6 +55,22 @@ char thread_state(pid_t pid, pid_t tid) {
   size_t close_paren = text->rfind(')');
   if (close_paren == std::string::npos || close_paren + 2 >= text->size()) return '\0';
   return (*text)[close_paren + 2];
+}
+
+uint64_t thread_cpu_ticks(pid_t pid, pid_t tid) {
+  auto text = read_proc_file(fmt::format("/proc/{}/task/{}/stat", pid, tid));
+  if (!text) return 0;
+  size_t close_paren = text->rfind(')');
+  if (close_paren == std::string::npos) return 0;
+  // Fields after "(comm)": state is field 3, utime 14 and stime 15.
+  std::istringstream in(text->substr(close_paren + 1));
+  std::string field;
+  uint64_t utime = 0, stime = 0;
+  for (int index = 3; index <= 15 && in >> field; ++index) {
+    if (index == 14) utime = std::strtoull(field.c_str(), nullptr, 10);
+    if (index == 15) stime = std::strtoull(field.c_str(), nullptr, 10);
+  }
+  return utime + stime;
 }
 
 std::string thread_name(pid_t pid, pid_t tid) {

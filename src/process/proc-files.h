@@ -21,6 +21,9 @@ std::vector<pid_t> list_threads(pid_t pid);
 // or '\0' when the thread is gone.
 char thread_state(pid_t pid, pid_t tid);
 
+// CPU time the thread has used (utime + stime, in clock ticks); 0 when gone.
+uint64_t thread_cpu_ticks(pid_t pid, pid_t tid);
+
 // /proc/PID/task/TID/comm without the newline; empty when gone.
 std::string thread_name(pid_t pid, pid_t tid);
 

@@ -70,6 +70,7 @@
 #include <cerrno>
 #include <cstring>
 #include <thread>
+#include <tuple>
 
 #include "common/error.h"
 #include "common/interrupt.h"
@@ -547,8 +548,12 @@ struct Tracee::Impl {
     }
     // A thread blocked in a system call is serving no one, best one the kernel
     // restarts unseen; a stopped one (group stop) costs nothing either; a
-    // running one is last. The first ideal candidate ends the search.
-    std::vector<std::pair<int, pid_t>> candidates;
+    // running one is last. Among equals, the one that has used the least CPU:
+    // a background thread rather than the one serving requests (a server's
+    // request thread is often blocked in a short read(), and a call we run may
+    // take milliseconds: membarrier's first registration waits for an RCU
+    // grace period).
+    std::vector<std::tuple<int, uint64_t, pid_t>> candidates;
     for (pid_t tid : list_threads(pid)) {
       char state = thread_state(pid, tid);
       int rank;
@@ -559,11 +564,10 @@ struct Tracee::Impl {
         case 'D': rank = 4; break;
         default: continue;  // zombie, dead, or traced by someone else
       }
-      candidates.emplace_back(rank, tid);
-      if (rank == 0) break;
+      candidates.emplace_back(rank, thread_cpu_ticks(pid, tid), tid);
     }
-    std::stable_sort(candidates.begin(), candidates.end());
-    for (auto [rank, tid] : candidates) {
+    std::sort(candidates.begin(), candidates.end());
+    for (auto [rank, ticks, tid] : candidates) {
       check_interrupt();
       if (attached_running) {
         if (!threads.contains(tid) || !hold_attached(tid)) continue;

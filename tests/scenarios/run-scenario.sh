@@ -214,7 +214,7 @@ suture_call() {
   t1=$(date +%s.%N)
   LAST_SECONDS=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
   say "suture $* -> exit $LAST_RC in ${LAST_SECONDS}s"
-  sed 's/^/    | /' "$LAST_OUT" "$LAST_ERR" | head -n 30
+  sed -n '1,30{s/^/    | /;p}' "$LAST_OUT" "$LAST_ERR"  # no pipe: head would SIGPIPE sed under pipefail
 }
 
 # Expects the last call to have succeeded.
@@ -617,7 +617,7 @@ suture_background_wait() {
   set -e
   LAST_SECONDS=$(awk -v a="$BG_STARTED" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
   say "suture (background) -> exit $LAST_RC after ${LAST_SECONDS}s"
-  sed 's/^/    | /' "$LAST_OUT" "$LAST_ERR" | head -n 30
+  sed -n '1,30{s/^/    | /;p}' "$LAST_OUT" "$LAST_ERR"  # no pipe: head would SIGPIPE sed under pipefail
 }
 
 # suture_signal SIG: sends SIG to the background suture only (not its group).

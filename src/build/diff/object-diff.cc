@@ -63,11 +63,64 @@
 //     running copy holds state that the new initial value would not reach, and a
 //     new size means a new type layout that the old code still assumes.
 //
-// Inlining needs no special case: a changed `static inline` helper or macro changes
-// the bytes of every function it was expanded into, and that is what we see. A
-// change that moves only line numbers (`__LINE__`, `assert`) also shows up as
-// changed bytes today, because the line number is an immediate in the code; telling
-// such a change apart from one in behaviour is future work of `suture build`.
+//  6. Forgive moved line numbers. A fix that adds a line moves every `__LINE__`
+//     below it: the line is an immediate (`mov $41,%edx` before
+//     `call __assert_fail`) or part of a string ("util.c:41"). kpatch forgives a
+//     `mov` of an immediate into %esi/%edx when the next call it meets is one of
+//     the kernel's warning functions. We take the same shape for user space,
+//     with a proof of where the value goes instead of a list of kernel names: the
+//     two instructions differ only in the immediate, the register is an argument
+//     register, and from the `mov` on, in straight-line code, nothing reads or
+//     writes it until a direct call (or tail jump) whose argument in that
+//     position is a line: the third of the C library's __assert_fail,
+//     __assert_perror_fail and __assert, or the argument right after one that
+//     some call of the same callee, in either object, is given `__FILE__` in
+//     (a string naming this unit's source file or a header, right before an
+//     immediate: `log_at(__FILE__, __LINE__, ...)`, Redis's `_serverAssert`). A
+//     callee defined in the object may be known to keep the register (-fipa-ra),
+//     so then the register must also be dead after the call. A string may differ
+//     only in numbers right after "FILE.c:" (the same kind of file name). The
+//     line is still printed when the assertion fails: that output, and nothing
+//     else, is what we accept to keep old (a number written by hand where a
+//     line goes looks the same and is forgiven too). Everything else,
+//     relocations included, must be equal; a line used as a value
+//     (`return __LINE__`), or passed without this unit's file name before it
+//     (`set_level("net", 3)`, `build_with("other.c", 2)`), stays a change.
+//     Forgiven functions are listed with the lines that moved, for the summary.
+//
+// What gcc concluded about a callee. Within a translation unit gcc uses what it
+// proved about a function when it compiles the callers: the registers it
+// clobbers (-fipa-ra), pure/const, which memory it reads and writes (modref),
+// constants all its callers pass (IPA-CP), the parameters it ignores (IPA-SRA),
+// whether it returns, what it returns, whether to inline or split it (.part).
+// All of that is visible to a comparison of compiled code, because both builds
+// compile every caller in the unit again against the callee as it now is: a
+// caller that relied on the old conclusions comes out different (sum3 moving
+// its values from caller-saved to callee-saved registers once its static
+// callee calls out, in the tests) and is patched with the callee. Callers in
+// other units know nothing but the ABI, so they hold nothing to invalidate.
+// A caller that comes out byte for byte the same, relocations included, is
+// compiled the same against the new callee as against the old, so the running
+// copy of it is correct with the new callee too; that holds for clones as well
+// (a clone's callers all live in its unit, and one whose clone changed its
+// parameters, or disappeared, or was replaced by another, passes other
+// arguments or calls another symbol and is a change). The tests show both
+// sides from gcc's own output: check.part.0 vanishing changes both its callers;
+// score.isra.0 keeping its one int parameter and its code while that int
+// becomes another field of the struct changes only the caller, which is all
+// that has to change.
+// What byte comparison does not give is the *name*. The running program knows
+// a static, clone or cold part by the original object's name, and gcc numbers
+// them in the order it meets them: a fix that gives another function a
+// `counter`, or another clone of the same function, renumbers the rest. A
+// replacement or a reference spelled with the patched object's name would
+// redirect, or call, another clone with another calling convention, or count in
+// another function's static. So the pairing is part of the result
+// (`original_name`, `Change::original`), and extraction and the fidelity check
+// name everything the running program already has by the original's name.
+// What remains outside: link-time optimisation (callers in other units compiled
+// against conclusions about this one), and a removed function that the running
+// program can still reach through data (its callers in code all changed).
 //
 // Rejected alternatives. Diffing the assembly (libcare) sees the compiler's text
 // before the assembler relaxes and numbers it, and breaks on inline asm and on
@@ -82,10 +135,12 @@
 #include <elf.h>
 
 #include <algorithm>
+#include <array>
 #include <cassert>
 #include <map>
 #include <optional>
 #include <set>
+#include <span>
 #include <string_view>
 #include <unordered_map>
 
@@ -207,6 +262,13 @@ struct Entity {
   std::optional<size_t> match;   // the correlated entity in the other object
 };
 
+// One decoded instruction of a function, at `offset` from the function's start.
+struct Instruction {
+  uint64_t offset = 0;
+  ZydisDecodedInstruction insn;
+  std::array<ZydisDecodedOperand, ZYDIS_MAX_OPERAND_COUNT> operands;
+};
+
 // What a relocation refers to, resolved within its own object.
 struct Target {
   enum Kind { entity, string, constant, anonymous, external } kind = external;
@@ -224,6 +286,13 @@ class ObjectView {
   }
 
   const ElfFile& file() const { return file_; }
+  // The source file the object was compiled from, as its STT_FILE symbol names it.
+  std::string_view unit() const {
+    for (const Symbol& s : file_.symbols()) {
+      if (s.type == STT_FILE && !s.name.empty()) return s.name;
+    }
+    return {};
+  }
   std::vector<Entity>& entities() { return entities_; }
   const std::vector<Entity>& entities() const { return entities_; }
   const Section& section(size_t index) const { return file_.sections()[index]; }
@@ -278,6 +347,36 @@ class ObjectView {
       }
     }
     return {Target::anonymous, into.index, {}, offset};
+  }
+
+  // The entity's instructions (its bytes with relocated fields zeroed), as far as
+  // they decode.
+  const std::vector<Instruction>& instructions(size_t entity) const {
+    auto cached = instructions_.find(entity);
+    if (cached != instructions_.end()) return cached->second;
+    std::vector<uint8_t> bytes = masked_bytes(entities_[entity]);
+    ZydisDecoder decoder;
+    [[maybe_unused]] ZyanStatus status = ZydisDecoderInit(&decoder, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64);
+    assert(ZYAN_SUCCESS(status));
+    std::vector<Instruction> list;
+    for (uint64_t at = 0; at < bytes.size();) {
+      Instruction i;
+      i.offset = at;
+      if (!ZYAN_SUCCESS(ZydisDecoderDecodeFull(&decoder, bytes.data() + at, bytes.size() - at, &i.insn,
+                                               i.operands.data())))
+        break;
+      at += i.insn.length;
+      list.push_back(i);
+    }
+    return instructions_.emplace(entity, std::move(list)).first->second;
+  }
+
+  // The relocation whose field lies inside an entity's instruction, if any.
+  std::optional<Relocation> relocation_in(const Entity& entity, const Instruction& i) const {
+    for (const Relocation& r : relocations_in(entity)) {
+      if (r.offset >= entity.begin + i.offset && r.offset < entity.begin + i.offset + i.insn.length) return r;
+    }
+    return std::nullopt;
   }
 
   // The entity whose bytes hold `offset` of section `index` (or end right there).
@@ -421,6 +520,7 @@ class ObjectView {
   std::unordered_map<size_t, std::vector<size_t>> by_section_;  // by start offset
   std::unordered_map<size_t, size_t> by_symbol_;
   mutable std::unordered_map<size_t, std::vector<uint64_t>> instruction_starts_;
+  mutable std::unordered_map<size_t, std::vector<Instruction>> instructions_;
 };
 
 // --- Correlation ---
@@ -515,26 +615,296 @@ void correlate(ObjectView& original, ObjectView& patched, std::vector<std::strin
   }
 }
 
+// --- Line numbers (step 6 of the opening essay) ---
+
+// Where a call's arguments are, in order (System V x86-64).
+constexpr std::array<ZydisRegister, 6> argument_registers = {ZYDIS_REGISTER_RDI, ZYDIS_REGISTER_RSI,
+                                                             ZYDIS_REGISTER_RDX, ZYDIS_REGISTER_RCX,
+                                                             ZYDIS_REGISTER_R8,  ZYDIS_REGISTER_R9};
+
+ZydisRegister widest(ZydisRegister r) { return ZydisRegisterGetLargestEnclosing(ZYDIS_MACHINE_MODE_LONG_64, r); }
+
+// 1 for rdi ... 6 for r9, 0 for any other register.
+int argument_slot(ZydisRegister r) {
+  for (size_t i = 0; i < argument_registers.size(); ++i) {
+    if (argument_registers[i] == widest(r)) return static_cast<int>(i) + 1;
+  }
+  return 0;
+}
+
+// Whether the instruction reads or writes `r` (any part of it, explicitly or not,
+// as an operand or in an address).
+bool touches(const Instruction& i, ZydisRegister r, bool* reads = nullptr, bool* writes = nullptr) {
+  bool read = false, written = false;
+  for (size_t k = 0; k < i.insn.operand_count; ++k) {
+    const ZydisDecodedOperand& o = i.operands[k];
+    if (o.type == ZYDIS_OPERAND_TYPE_REGISTER && widest(o.reg.value) == r) {
+      read |= (o.actions & ZYDIS_OPERAND_ACTION_MASK_READ) != 0;
+      written |= (o.actions & ZYDIS_OPERAND_ACTION_MASK_WRITE) != 0;
+    }
+    if (o.type == ZYDIS_OPERAND_TYPE_MEMORY && (widest(o.mem.base) == r || widest(o.mem.index) == r)) read = true;
+  }
+  if (reads) *reads = read;
+  if (writes) *writes = written;
+  return read || written;
+}
+
+bool transfers_control(const Instruction& i) {
+  switch (i.insn.meta.category) {
+    case ZYDIS_CATEGORY_CALL:
+    case ZYDIS_CATEGORY_COND_BR:
+    case ZYDIS_CATEGORY_UNCOND_BR:
+    case ZYDIS_CATEGORY_RET:
+    case ZYDIS_CATEGORY_INTERRUPT:
+    case ZYDIS_CATEGORY_SYSCALL:
+    case ZYDIS_CATEGORY_SYSTEM:
+      return true;
+    default:
+      return i.insn.mnemonic == ZYDIS_MNEMONIC_UD0 || i.insn.mnemonic == ZYDIS_MNEMONIC_UD1 ||
+             i.insn.mnemonic == ZYDIS_MNEMONIC_UD2 || i.insn.mnemonic == ZYDIS_MNEMONIC_HLT;
+  }
+}
+
+// `mov $imm, %reg`: the register (widest form) and the value.
+std::optional<std::pair<ZydisRegister, uint64_t>> immediate_load(const Instruction& i) {
+  if (i.insn.mnemonic != ZYDIS_MNEMONIC_MOV || i.insn.operand_count_visible != 2) return std::nullopt;
+  const ZydisDecodedOperand& to = i.operands[0];
+  const ZydisDecodedOperand& from = i.operands[1];
+  if (to.type != ZYDIS_OPERAND_TYPE_REGISTER || from.type != ZYDIS_OPERAND_TYPE_IMMEDIATE) return std::nullopt;
+  return std::pair{widest(to.reg.value), from.imm.value.u};
+}
+
+// What `__FILE__` can expand to in this unit: a path to its own source file
+// (`unit`, the object's STT_FILE name) or to a header. A string that names
+// another source file ("main.c" given to a build tool) is no evidence of a line.
+bool file_of_unit(std::string_view text, std::string_view unit) {
+  static constexpr std::array<std::string_view, 9> headers = {".h",  ".hh",  ".hpp", ".hxx", ".h++",
+                                                              ".H",  ".inc", ".ipp", ".tcc"};
+  if (text.empty() || text.find('\n') != std::string_view::npos) return false;
+  std::string_view base = text.substr(text.find_last_of('/') == std::string_view::npos ? 0 : text.find_last_of('/') + 1);
+  if (!unit.empty() && base == unit) return true;
+  return std::any_of(headers.begin(), headers.end(),
+                     [&](std::string_view ext) { return base.size() > ext.size() && base.ends_with(ext); });
+}
+
+// C libraries' assertion functions, whose third argument is the line.
+bool assert_function(std::string_view name) {
+  return name == "__assert_fail" || name == "__assert_perror_fail" || name == "__assert";
+}
+
+// "FILE.c:41: oops" vs "FILE.c:42: oops": the numbers that differ, if every
+// difference is a number right after a source file name and a colon.
+std::optional<std::string> line_only_string(std::string_view a, std::string_view b, std::string_view unit) {
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  auto split = [&](std::string_view text) {
+    std::vector<std::string_view> runs;
+    for (size_t at = 0; at < text.size();) {
+      size_t end = at;
+      bool number = digit(text[at]);
+      while (end < text.size() && digit(text[end]) == number) ++end;
+      runs.push_back(text.substr(at, end - at));
+      at = end;
+    }
+    return runs;
+  };
+  std::vector<std::string_view> x = split(a), y = split(b);
+  if (x.size() != y.size() || a == b) return std::nullopt;
+  std::string changed;
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (x[i] == y[i]) continue;
+    if (!digit(x[i][0]) || !digit(y[i][0]) || i == 0) return std::nullopt;
+    std::string_view before = x[i - 1];
+    if (!before.ends_with(':')) return std::nullopt;
+    before.remove_suffix(1);
+    size_t start = before.find_last_of(" \t\"'(<[");
+    if (!file_of_unit(start == std::string_view::npos ? before : before.substr(start + 1), unit)) return std::nullopt;
+    changed += fmt::format("{}{} -> {}", changed.empty() ? "" : ", ", x[i], y[i]);
+  }
+  return changed;
+}
+
 // --- Comparison ---
+
+// How a paired entity compares: why it differs (nullopt: it does not), and the
+// line numbers that differ without counting as a change.
+struct Verdict {
+  std::optional<std::string> reason;
+  std::vector<std::string> lines;
+};
 
 class Differ {
  public:
   Differ(const ObjectView& original, const ObjectView& patched) : original_(original), patched_(patched) {}
 
-  // Why a paired entity differs, or nullopt when it does not.
-  std::optional<std::string> compare(const Entity& a, const Entity& b) const {
+  Verdict compare(const Entity& a, const Entity& b) const {
     if (a.function) return compare_contents(a, b);
     if (a.end - a.begin != b.end - b.begin) {
-      return fmt::format("size changed from {} to {} bytes (its type's layout changed?)", a.end - a.begin,
-                         b.end - b.begin);
+      return {fmt::format("size changed from {} to {} bytes (its type's layout changed?)", a.end - a.begin,
+                          b.end - b.begin),
+              {}};
     }
-    std::optional<std::string> why = compare_contents(a, b);
-    if (why) return fmt::format("initial value changed ({})", *why);
-    return std::nullopt;
+    Verdict verdict = compare_contents(a, b);
+    if (verdict.reason) verdict.reason = fmt::format("initial value changed ({})", *verdict.reason);
+    return verdict;
   }
 
  private:
-  std::optional<std::string> compare_contents(const Entity& a, const Entity& b) const {
+  size_t index_of(const ObjectView& view, const Entity& e) const {
+    return static_cast<size_t>(&e - view.entities().data());
+  }
+
+  // Walks two functions' code instruction by instruction: the first difference
+  // that is not a line number, as a reason; line numbers go to `lines`.
+  std::optional<std::string> compare_code(const Entity& a, const Entity& b, size_t first_difference,
+                                          std::vector<std::string>& lines) const {
+    const auto& old_code = original_.instructions(index_of(original_, a));
+    const auto& new_code = patched_.instructions(index_of(patched_, b));
+    std::vector<uint8_t> old_bytes = original_.masked_bytes(a);
+    std::vector<uint8_t> new_bytes = patched_.masked_bytes(b);
+    auto plain = [&] { return fmt::format("bytes differ at +{:#x}", first_difference); };
+    for (size_t k = 0; k < old_code.size() && k < new_code.size(); ++k) {
+      const Instruction& o = old_code[k];
+      const Instruction& n = new_code[k];
+      if (o.offset != n.offset || o.insn.length != n.insn.length) return plain();
+      auto old_span = std::span(old_bytes).subspan(o.offset, o.insn.length);
+      auto new_span = std::span(new_bytes).subspan(n.offset, n.insn.length);
+      if (std::equal(old_span.begin(), old_span.end(), new_span.begin())) continue;
+      auto old_load = immediate_load(o), new_load = immediate_load(n);
+      std::string where = fmt::format("bytes differ at +{:#x}", o.offset);
+      if (!old_load || !new_load || old_load->first != new_load->first) return where;
+      // Only the immediate's bytes may differ.
+      const auto& imm = n.insn.raw.imm[0];
+      for (size_t i = 0; i < old_span.size(); ++i) {
+        if (old_span[i] != new_span[i] && (i < imm.offset || i >= imm.offset + imm.size)) return where;
+      }
+      auto old_use = line_argument(original_, false, a, k);
+      auto new_use = line_argument(patched_, true, b, k);
+      if (!old_use || !new_use || *old_use != *new_use) return where;
+      lines.push_back(
+          fmt::format("+{:#x}: line {} -> {} ({})", o.offset, old_load->second, new_load->second, *new_use));
+    }
+    // Both sides decoded to their ends with every difference forgiven, or one
+    // did not decode: then the plain difference stands.
+    if (old_code.empty() || new_code.empty() || old_code.size() != new_code.size()) return plain();
+    const Instruction& last = old_code.back();
+    if (last.offset + last.insn.length != old_bytes.size()) return plain();
+    return std::nullopt;
+  }
+
+  // If instruction `at` of `e` loads an immediate into an argument register that
+  // only a call's line argument uses: "argument 3 of __assert_fail".
+  std::optional<std::string> line_argument(const ObjectView& view, bool patched_side, const Entity& e,
+                                           size_t at) const {
+    const auto& code = view.instructions(index_of(view, e));
+    auto load = immediate_load(code[at]);
+    if (!load) return std::nullopt;
+    ZydisRegister reg = load->first;
+    int slot = argument_slot(reg);
+    if (slot == 0) return std::nullopt;
+    const Section& where = view.section(e.section);
+    for (size_t k = at + 1; k < code.size(); ++k) {
+      const Instruction& i = code[k];
+      bool call = i.insn.meta.category == ZYDIS_CATEGORY_CALL;
+      bool tail_call = i.insn.meta.category == ZYDIS_CATEGORY_UNCOND_BR;
+      if (!call && !tail_call) {
+        if (transfers_control(i) || touches(i, reg)) return std::nullopt;
+        continue;
+      }
+      std::optional<Relocation> r = view.relocation_in(e, i);
+      if (!r) return std::nullopt;  // through a register, or a jump within the function
+      Target callee = view.resolve(where, *r);
+      if (callee.kind != Target::external && callee.kind != Target::entity) return std::nullopt;
+      bool known = callee.kind == Target::external && assert_function(callee.text) && slot == 3;
+      if (!known && !line_slots().count(fmt::format("{}#{}", key(view, patched_side, callee, 0), slot)))
+        return std::nullopt;
+      // A callee of this object may be known (-fipa-ra) to leave the register
+      // alone: then the value must be dead after the call too.
+      if (call && callee.kind == Target::entity && !dead_after(code, k, reg)) return std::nullopt;
+      return fmt::format("argument {} of {}", slot, show(view, patched_side, callee));
+    }
+    return std::nullopt;
+  }
+
+  // Whether `reg` is written before it is read after instruction `call`, in
+  // straight-line code; a return ends its life unless it carries the result.
+  static bool dead_after(const std::vector<Instruction>& code, size_t call, ZydisRegister reg) {
+    for (size_t k = call + 1; k < code.size(); ++k) {
+      bool reads = false, writes = false;
+      if (touches(code[k], reg, &reads, &writes)) return !reads && writes;
+      if (code[k].insn.meta.category == ZYDIS_CATEGORY_RET)
+        return reg != ZYDIS_REGISTER_RAX && reg != ZYDIS_REGISTER_RDX;
+      if (transfers_control(code[k])) return false;
+    }
+    return false;
+  }
+
+  // "CALLEE#N" for every argument N of a callee that some call in either object
+  // passes a source file name in argument N-1 and an immediate in argument N.
+  const std::set<std::string>& line_slots() const {
+    if (line_slots_) return *line_slots_;
+    line_slots_.emplace();
+    for (bool patched_side : {false, true}) {
+      const ObjectView& view = patched_side ? patched_ : original_;
+      for (size_t e = 0; e < view.entities().size(); ++e) {
+        const Entity& entity = view.entities()[e];
+        if (!entity.function) continue;
+        const auto& code = view.instructions(e);
+        for (size_t k = 0; k < code.size(); ++k) {
+          if (code[k].insn.meta.category != ZYDIS_CATEGORY_CALL) continue;
+          std::optional<Relocation> r = view.relocation_in(entity, code[k]);
+          if (!r) continue;
+          std::string callee = key(view, patched_side, view.resolve(view.section(entity.section), *r), 0);
+          for (size_t slot = 1; slot < argument_registers.size(); ++slot) {
+            auto file = argument_source(view, entity, code, k, argument_registers[slot - 1]);
+            auto line = argument_source(view, entity, code, k, argument_registers[slot]);
+            if (file && file->target && file->target->kind == Target::string && file->target->offset == 0 &&
+                file_of_unit(file->target->text, view.unit()) && line && !line->target)
+              line_slots_->insert(fmt::format("{}#{}", callee, slot + 1));
+          }
+        }
+      }
+    }
+    return *line_slots_;
+  }
+
+  // What an argument register was loaded with: an address (`lea x(%rip)`, what
+  // its relocation refers to) or an immediate (no target).
+  struct Source {
+    std::optional<Target> target;
+  };
+
+  // What register `reg` holds at instruction `call`, looking back through
+  // straight-line code and register copies.
+  static std::optional<Source> argument_source(const ObjectView& view, const Entity& e,
+                                               const std::vector<Instruction>& code, size_t call, ZydisRegister reg) {
+    constexpr size_t window = 64;
+    for (size_t k = call; k-- > 0 && call - k <= window;) {
+      const Instruction& i = code[k];
+      if (i.insn.meta.category == ZYDIS_CATEGORY_UNCOND_BR || i.insn.meta.category == ZYDIS_CATEGORY_RET ||
+          i.insn.meta.category == ZYDIS_CATEGORY_CALL)
+        return std::nullopt;
+      bool reads = false, writes = false;
+      if (!touches(i, reg, &reads, &writes) || !writes) continue;
+      if (immediate_load(i)) return Source{};
+      const ZydisDecodedOperand& from = i.operands[1];
+      if (i.insn.mnemonic == ZYDIS_MNEMONIC_MOV && i.insn.operand_count_visible == 2 &&
+          from.type == ZYDIS_OPERAND_TYPE_REGISTER && widest(from.reg.value) != reg) {
+        reg = widest(from.reg.value);  // a copy: follow its source
+        continue;
+      }
+      if (i.insn.mnemonic == ZYDIS_MNEMONIC_LEA && from.type == ZYDIS_OPERAND_TYPE_MEMORY &&
+          from.mem.base == ZYDIS_REGISTER_RIP) {
+        std::optional<Relocation> r = view.relocation_in(e, i);
+        if (!r) return std::nullopt;
+        return Source{view.resolve(view.section(e.section), *r)};
+      }
+      return std::nullopt;
+    }
+    return std::nullopt;
+  }
+
+  Verdict compare_contents(const Entity& a, const Entity& b) const {
+    Verdict verdict;
     std::vector<uint8_t> old_bytes = original_.masked_bytes(a);
     std::vector<uint8_t> new_bytes = patched_.masked_bytes(b);
     std::string size_change;
@@ -543,15 +913,18 @@ class Differ {
     }
     auto [old_at, new_at] = std::mismatch(old_bytes.begin(), old_bytes.end(), new_bytes.begin(), new_bytes.end());
     if (old_at != old_bytes.end() && new_at != new_bytes.end()) {
-      std::string reason = fmt::format("bytes differ at +{:#x}", old_at - old_bytes.begin());
-      return size_change.empty() ? reason : reason + ", " + size_change;
+      auto first = static_cast<size_t>(old_at - old_bytes.begin());
+      if (!size_change.empty()) return {fmt::format("bytes differ at +{:#x}, {}", first, size_change), {}};
+      if (!a.function) return {fmt::format("bytes differ at +{:#x}", first), {}};
+      verdict.reason = compare_code(a, b, first, verdict.lines);
+      if (verdict.reason) return verdict;
     }
-    if (!size_change.empty()) return size_change;
+    if (!size_change.empty()) return {size_change, {}};
 
     std::vector<Relocation> old_relocs = original_.relocations_in(a);
     std::vector<Relocation> new_relocs = patched_.relocations_in(b);
     if (old_relocs.size() != new_relocs.size()) {
-      return fmt::format("has {} relocations instead of {}", new_relocs.size(), old_relocs.size());
+      return {fmt::format("has {} relocations instead of {}", new_relocs.size(), old_relocs.size()), {}};
     }
     const Section& old_section = original_.section(a.section);
     const Section& new_section = patched_.section(b.section);
@@ -560,23 +933,33 @@ class Differ {
       const Relocation& n = new_relocs[i];
       uint64_t old_offset = o.offset - a.begin, new_offset = n.offset - b.begin;
       if (old_offset != new_offset) {
-        return fmt::format("relocation {} moved from +{:#x} to +{:#x}", i, old_offset, new_offset);
+        return {fmt::format("relocation {} moved from +{:#x} to +{:#x}", i, old_offset, new_offset), {}};
       }
       if (o.type != n.type) {
-        return fmt::format("relocation {} (at +{:#x}) changed from {} to {}", i, new_offset,
-                           relocation_type_name(o.type), relocation_type_name(n.type));
+        return {fmt::format("relocation {} (at +{:#x}) changed from {} to {}", i, new_offset,
+                            relocation_type_name(o.type), relocation_type_name(n.type)),
+                {}};
       }
       Target old_target = original_.resolve(old_section, o);
       Target new_target = patched_.resolve(new_section, n);
       if (key(original_, false, old_target, 0) == key(patched_, true, new_target, 0)) continue;
       if (old_target.kind == Target::string && new_target.kind == Target::string) {
-        return fmt::format("string literal changed from {} to {} (relocation {} at +{:#x})", quoted(old_target.text),
-                           quoted(new_target.text), i, new_offset);
+        if (old_target.offset == new_target.offset) {
+          if (auto lines = line_only_string(old_target.text, new_target.text, patched_.unit())) {
+            verdict.lines.push_back(fmt::format("+{:#x}: line {} in string {}", new_offset, *lines,
+                                                quoted(new_target.text)));
+            continue;
+          }
+        }
+        return {fmt::format("string literal changed from {} to {} (relocation {} at +{:#x})", quoted(old_target.text),
+                            quoted(new_target.text), i, new_offset),
+                {}};
       }
-      return fmt::format("relocation {} (at +{:#x}) now refers to {} instead of {}", i, new_offset,
-                         show(patched_, true, new_target), show(original_, false, old_target));
+      return {fmt::format("relocation {} (at +{:#x}) now refers to {} instead of {}", i, new_offset,
+                          show(patched_, true, new_target), show(original_, false, old_target)),
+              {}};
     }
-    return std::nullopt;
+    return verdict;
   }
 
   // A name for a target that is equal on both sides exactly when the targets are
@@ -634,6 +1017,7 @@ class Differ {
 
   const ObjectView& original_;
   const ObjectView& patched_;
+  mutable std::optional<std::set<std::string>> line_slots_;
 };
 
 // Writable, read-only or thread-local: a variable cannot move between these.
@@ -670,11 +1054,19 @@ ObjectDiff diff_objects(const elf::ElfFile& original, const elf::ElfFile& patche
   const auto& olds = old_view.entities();
   const auto& news = new_view.entities();
 
+  for (const Entity& e : news) {
+    if (e.match) diff.original_name.emplace(e.name, olds[*e.match].name);
+  }
+
   // Compare every pair; a fragment's difference is its parent's.
   Differ differ(old_view, new_view);
   std::vector<std::optional<std::string>> reasons(news.size());
+  std::vector<std::vector<std::string>> lines(news.size());
   for (size_t i = 0; i < news.size(); ++i) {
-    if (news[i].match) reasons[i] = differ.compare(olds[*news[i].match], news[i]);
+    if (!news[i].match) continue;
+    Verdict verdict = differ.compare(olds[*news[i].match], news[i]);
+    reasons[i] = std::move(verdict.reason);
+    lines[i] = std::move(verdict.lines);
   }
   for (size_t i = 0; i < news.size(); ++i) {
     if (news[i].match && !news[i].function) {
@@ -689,6 +1081,7 @@ ObjectDiff diff_objects(const elf::ElfFile& original, const elf::ElfFile& patche
     if (!e.match) why = fmt::format("new cold part {}", e.name);
     else if (reasons[i]) why = fmt::format("cold part {} changed: {}", e.name, *reasons[i]);
     if (why && news[*e.parent].match && !reasons[*e.parent]) reasons[*e.parent] = why;
+    for (const std::string& line : lines[i]) lines[*e.parent].push_back(fmt::format("{} {}", e.name, line));
   }
   for (const Entity& e : olds) {
     if (!e.parent || e.match || !olds[*e.parent].match) continue;
@@ -701,11 +1094,18 @@ ObjectDiff diff_objects(const elf::ElfFile& original, const elf::ElfFile& patche
     const Entity& e = news[i];
     if (e.parent) continue;
     const std::string& section = new_view.section(e.section).name;
+    std::string old_name = e.match ? olds[*e.match].name : std::string();
+    if (e.match && !reasons[i] && !lines[i].empty()) {
+      std::string all;
+      for (const std::string& line : lines[i]) all += (all.empty() ? "" : "; ") + line;
+      diff.forgiven.push_back({e.function ? Change::changed_function : Change::changed_data, e.name, section,
+                               "only line numbers changed: " + all, old_name});
+    }
     if (e.function) {
       if (!e.match) {
-        diff.changes.push_back({Change::new_function, e.name, section, "new function"});
+        diff.changes.push_back({Change::new_function, e.name, section, "new function", {}});
       } else if (reasons[i]) {
-        diff.changes.push_back({Change::changed_function, e.name, section, *reasons[i]});
+        diff.changes.push_back({Change::changed_function, e.name, section, *reasons[i], old_name});
       }
       continue;
     }
@@ -713,9 +1113,10 @@ ObjectDiff diff_objects(const elf::ElfFile& original, const elf::ElfFile& patche
       bool zero = new_view.section(e.section).type == SHT_NOBITS;
       diff.changes.push_back({Change::new_data, e.name, section,
                               fmt::format("new {} variable{}", storage(new_view, e),
-                                          zero ? ", zero-initialised" : ", initialised")});
+                                          zero ? ", zero-initialised" : ", initialised"),
+                              {}});
     } else if (reasons[i]) {
-      diff.changes.push_back({Change::changed_data, e.name, section, *reasons[i]});
+      diff.changes.push_back({Change::changed_data, e.name, section, *reasons[i], old_name});
       diff.errors.push_back(fmt::format("{}: {}: {}: {}{}; existing data cannot change in a live patch",
                                         patched.name(), section, e.name, *reasons[i], users_of(new_view, e)));
     }
@@ -741,8 +1142,8 @@ ObjectDiff diff_objects(const elf::ElfFile& original, const elf::ElfFile& patche
 
   for (const Entity& e : olds) {
     if (e.function && !e.match && !e.parent) {
-      diff.changes.push_back(
-          {Change::removed_function, e.name, old_view.section(e.section).name, "no longer in the patched object"});
+      diff.changes.push_back({Change::removed_function, e.name, old_view.section(e.section).name,
+                              "no longer in the patched object", e.name});
     }
   }
   return diff;

@@ -4,6 +4,7 @@
 // new, and which changes to existing data cannot be patched live.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,10 @@ struct Change {
   // to bar instead of baz", "string literal changed from "a" to "b"", "cold part
   // foo.cold changed: ...", "new function".
   std::string reason;
+  // For changed_function and changed_data: its name in the original object, which
+  // is the running program's name for it. gcc numbers statics and clones in the
+  // order it meets them, so `counter.1` here may be `counter.0` there.
+  std::string original;
 };
 
 struct ObjectDiff {
@@ -30,6 +35,15 @@ struct ObjectDiff {
   // read-only, or a static variable that cannot be told apart from its namesakes.
   // Every such change is also listed in `changes` as changed_data.
   std::vector<std::string> errors;
+  // Functions whose code differs only in line numbers (`__LINE__` as the line
+  // argument of __assert_fail or of a call that also takes `__FILE__`, or inside
+  // a "file.c:123" string): not changes, listed for the summary with the reason
+  // ("only line numbers changed: ..."). The running program keeps its code.
+  std::vector<Change> forgiven;
+  // Every function and variable found in both objects: patched name -> original
+  // name. A patch refers to what it does not bring by the original's name, the
+  // one the running program's symbol table has.
+  std::map<std::string, std::string> original_name;
 };
 
 // Compares `original` with `patched`, function by function and variable by

@@ -20,19 +20,23 @@
 //  3. Rewrite references. Anything else that included code refers to stays in
 //     the running program: globals become undefined symbols of the same name;
 //     a static `x` becomes an undefined alias bound (patchfile::Binding) to the
-//     program's own `x` of this source file; a section-symbol reference into a
+//     program's own `x` of this source file, named as the original object
+//     names it (the differ's pairing: gcc may have renumbered `counter.0` to
+//     `counter.1`, or a clone `f.part.0` to `f.part.1`, in the rebuild); a section-symbol reference into a
 //     section that stays behind (gcc writes `.bss+4` for some statics) is turned
 //     into a reference to the named symbol at that offset, with the addend moved
 //     by the symbol's value, which the final link keeps exact.
 // Each changed function `f` is defined under a new name and reported as a
-// Replacement of `f`; its old name is not defined by the patch, so the patch's
+// Replacement of `f` (again by the original's name); its old name is not defined by the patch, so the patch's
 // own calls to `f` go to the new code and nothing in the patch clashes with the
 // program's `f`.
 //
 // Names. The engine and `ld -r` see every patch object of one binary together, so
 // names that stand for statics of one file carry a hash of the file:
-// `f.suture.1a2b3c4d` for a changed static function, `x.suture.ref.1a2b3c4d` for
-// the alias of a static variable; a changed global `f` becomes `f.suture`.
+// `f.suture.1a2b3c4d` for a changed static function (and for a changed inline or
+// template function of a COMDAT group, which every unit that uses it compiles),
+// `x.suture.ref.1a2b3c4d` for the alias of a static variable; a changed global
+// `f` becomes `f.suture`.
 //
 // Rejected: rewriting the patched object in place (keeping every section and
 // turning the unwanted ones into nothing) leaves the section-symbol references
@@ -129,6 +133,7 @@ class Extractor {
 
   // Phase 1.
   void seed(const diff::ObjectDiff& diff) {
+    original_name_ = &diff.original_name;
     for (const diff::Change& change : diff.changes) {
       switch (change.kind) {
         case diff::Change::changed_function:
@@ -145,9 +150,11 @@ class Extractor {
             include(s.shndx, fmt::format("cold part {} of {}", s.name, f.name));
           }
           if (changed) {
+            // The running program knows the function by the original's name.
+            std::string old = change.original.empty() ? f.name : change.original;
             patchfile::Replacement r;
-            r.spelling = f.bind == STB_LOCAL ? fmt::format("{}:{}", source_file_, f.name) : f.name;
-            r.symbol = f.name;
+            r.spelling = f.bind == STB_LOCAL ? fmt::format("{}:{}", source_file_, old) : old;
+            r.symbol = old;
             r.file = f.bind == STB_LOCAL ? std::string(source_file_) : "";
             r.new_symbol = renamed_[f.index];
             out_.replacements.push_back(std::move(r));
@@ -295,8 +302,12 @@ class Extractor {
          function ? "function" : "variable", name);
   }
 
+  // A static's new name carries the file's tag, so does a function of a COMDAT
+  // group (an inline or template function): every unit that uses it has its
+  // copy, and the copies of several units may meet in one patch.
   std::string new_name(const Symbol& f) {
-    std::string base = f.bind == STB_LOCAL ? fmt::format("{}.suture.{}", f.name, tag_) : f.name + ".suture";
+    bool per_unit = f.bind == STB_LOCAL || (section(f.shndx).flags & SHF_GROUP);
+    std::string base = per_unit ? fmt::format("{}.suture.{}", f.name, tag_) : f.name + ".suture";
     return unique(base);
   }
 
@@ -340,14 +351,29 @@ class Extractor {
     return *best;
   }
 
+  // The running program's name for a static of the patched object: the original
+  // object's name for it, which the differ paired it with (gcc numbers statics
+  // and clones in the order it meets them: tick's `counter.0` may be
+  // `counter.1` after the fix gave an earlier function a `counter`).
+  const std::string& running_name(const Symbol& s) const {
+    auto found = original_name_->find(s.name);
+    // The differ pairs functions and variables; a label keeps its name.
+    if (found == original_name_->end() && s.type == STT_NOTYPE) return s.name;
+    if (found == original_name_->end())
+      fail("{}: {}: the new code refers to it, but it is neither in the original object nor brought by the patch",
+           object_.name(), s.name);
+    return found->second;
+  }
+
   // The patch's undefined symbol for something the running program supplies.
   size_t external(const Symbol& s) {
     if (auto it = external_.find(s.index); it != external_.end()) return it->second;
     size_t handle;
     if (s.bind == STB_LOCAL) {
-      std::string alias = unique(fmt::format("{}.suture.ref.{}", s.name, tag_));
+      const std::string& name = running_name(s);
+      std::string alias = unique(fmt::format("{}.suture.ref.{}", name, tag_));
       handle = writer_.add_symbol({alias, STT_NOTYPE, STB_GLOBAL, STV_DEFAULT, SHN_UNDEF, 0, 0});
-      out_.bindings.push_back({alias, s.name, std::string(source_file_)});
+      out_.bindings.push_back({alias, name, std::string(source_file_)});
     } else if (auto it = global_.find(s.name); it != global_.end()) {
       handle = it->second;
     } else {
@@ -398,6 +424,7 @@ class Extractor {
   }
 
   const ElfFile& object_;
+  const std::map<std::string, std::string>* original_name_ = nullptr;  // from the differ
   std::string_view source_file_;
   std::string tag_;
   std::vector<std::vector<const Symbol*>> named_in_;  // named symbols of each section

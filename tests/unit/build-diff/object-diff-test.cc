@@ -201,5 +201,124 @@ TEST(ObjectDiff, CxxComdatInlineFunctionsAndMangledNames) {
   EXPECT_EQ(find(diff, "_ZN3app5scaleEi")->section, ".text._ZN3app5scaleEi");
 }
 
+
+const Change* find_forgiven(const ObjectDiff& diff, const std::string& symbol) {
+  for (const Change& change : diff.forgiven) {
+    if (change.symbol == symbol) return &change;
+  }
+  return nullptr;
+}
+
+TEST(ObjectDiff, LineNumbersThatOnlyMovedAreForgiven) {
+  ObjectDiff diff = diff_fixture("line-only");
+  std::string all = transcript(diff);
+  for (const Change& f : diff.forgiven) all += fmt::format("forgiven {}: {}\n", f.symbol, f.reason);
+  // Only the real change and the line used as a value are changes.
+  EXPECT_EQ(summary(diff), (Lines{"changed function fixed", "changed function line_value",
+                                  "changed function optimise", "changed function quieter"}))
+      << all;
+  EXPECT_TRUE(diff.errors.empty()) << all;
+  ASSERT_NE(find_forgiven(diff, "checked"), nullptr) << all;
+  const std::string& checked = find_forgiven(diff, "checked")->reason;
+  EXPECT_TRUE(checked.starts_with("only line numbers changed: ")) << checked;
+  EXPECT_NE(checked.find("line 111 -> 112 (argument 3 of __assert_fail)"), std::string::npos) << checked;
+  EXPECT_NE(checked.find("line 112 -> 113 (argument 3 of __assert_fail)"), std::string::npos) << checked;
+  ASSERT_NE(find_forgiven(diff, "logged"), nullptr) << all;
+  EXPECT_NE(find_forgiven(diff, "logged")->reason.find("line 118 -> 119 (argument 2 of log_at)"), std::string::npos)
+      << all;
+  ASSERT_NE(find_forgiven(diff, "where"), nullptr) << all;
+  EXPECT_NE(find_forgiven(diff, "where")->reason.find("line 124 -> 125 in string"), std::string::npos) << all;
+  EXPECT_EQ(diff.forgiven.size(), 3u) << all;
+}
+
+TEST(ObjectDiff, RealChangeNextToAMovedLineIsNamedForTheRealChange) {
+  ObjectDiff diff = diff_fixture("line-only");
+  ASSERT_NE(find(diff, "fixed"), nullptr) << transcript(diff);
+  ASSERT_NE(find(diff, "line_value"), nullptr) << transcript(diff);
+  EXPECT_TRUE(find(diff, "line_value")->reason.starts_with("bytes differ at +0x")) << transcript(diff);
+  // quieter's 3 -> 2 has no __FILE__ before it: a plain change of an argument.
+  ASSERT_NE(find(diff, "quieter"), nullptr) << transcript(diff);
+  EXPECT_TRUE(find(diff, "quieter")->reason.starts_with("bytes differ at +0x")) << transcript(diff);
+  // optimise's 2 -> 3 follows a file name, but not this unit's.
+  ASSERT_NE(find(diff, "optimise"), nullptr) << transcript(diff);
+  EXPECT_EQ(find_forgiven(diff, "fixed"), nullptr);
+}
+
+TEST(ObjectDiff, LineRuleWorksBothWaysAndForgivesNothingInEqualObjects) {
+  // The same objects the other way round give the same verdicts (no direction
+  // in the rule), and an object against itself forgives nothing.
+  ObjectDiff back = diff_objects(object("line-only", "patched"), object("line-only", "orig"));
+  EXPECT_EQ(summary(back), (Lines{"changed function fixed", "changed function line_value",
+                                  "changed function optimise", "changed function quieter"}))
+      << transcript(back);
+  EXPECT_EQ(back.forgiven.size(), 3u) << transcript(back);
+  elf::ElfFile same = object("line-only", "orig");
+  EXPECT_TRUE(diff_objects(same, same).forgiven.empty());
+}
+
+TEST(ObjectDiff, CallerThatReliedOnTheCalleesRegistersIsChanged) {
+  // sum3's source is the same; gcc compiled it again because lookup now
+  // clobbers the registers sum3 kept its values in (-fipa-ra).
+  ObjectDiff diff = diff_fixture("ipa-ra");
+  EXPECT_EQ(summary(diff), (Lines{"changed function lookup", "changed function sum3"})) << transcript(diff);
+  ASSERT_NE(find(diff, "sum3"), nullptr);
+  EXPECT_NE(find(diff, "sum3")->reason.find("calls changed function lookup"), std::string::npos) << transcript(diff);
+}
+
+TEST(ObjectDiff, PairsEveryFunctionAndVariableWithItsOriginalName) {
+  // tick's counter is counter.0 before and counter.1 after.
+  ObjectDiff diff = diff_fixture("static-local");
+  ASSERT_TRUE(diff.original_name.count("counter.1")) << transcript(diff);
+  EXPECT_EQ(diff.original_name.at("counter.1"), "counter.0");
+  EXPECT_EQ(diff.original_name.at("tick"), "tick");
+  EXPECT_FALSE(diff.original_name.count("counter.2")) << "after's counter is new";
+  // Clones: the names of both objects, each paired.
+  ObjectDiff clones = diff_fixture("clones");
+  for (const auto& [patched, original] : clones.original_name) {
+    EXPECT_EQ(patched, original) << "clones.c numbers its clones the same both times";
+  }
+  ASSERT_NE(find(clones, "second"), nullptr);
+  EXPECT_EQ(find(clones, "second")->original, "second");
+}
+
+
+TEST(ObjectDiff, ChangedStaticLocalAndConstantTableAreRefusedWithTheirUsers) {
+  ObjectDiff diff = diff_fixture("changed-static-data");
+  ASSERT_EQ(diff.errors.size(), 2u) << transcript(diff);
+  std::string all = diff.errors[0] + "\n" + diff.errors[1];
+  EXPECT_NE(all.find(": id.0: initial value changed (bytes differ at +0x0) (used by next_id); existing data cannot "
+                     "change in a live patch"),
+            std::string::npos)
+      << all;
+  EXPECT_NE(all.find(": weights: initial value changed (bytes differ at +0x1c) (used by weight, weight_sum); "),
+            std::string::npos)
+      << all;
+  for (const Change& change : diff.changes) {
+    if (change.kind == Change::changed_data) {
+      EXPECT_EQ(change.original, change.symbol) << transcript(diff);
+    }
+  }
+}
+
+
+TEST(ObjectDiff, CloneThatDisappearsChangesEveryCaller) {
+  // check.part.0 is gone once check is small enough to inline whole: first and
+  // second, the same in source, no longer call it.
+  ObjectDiff diff = diff_fixture("clone-gone");
+  EXPECT_EQ(summary(diff), (Lines{"changed function first", "changed function second",
+                                  "removed function check.part.0"}))
+      << transcript(diff);
+}
+
+TEST(ObjectDiff, CloneWhoseArgumentMeansAnotherFieldChangesOnlyItsCaller) {
+  // score.isra.0 takes one int both times and does the same with it: its code
+  // is the same. The fix lives entirely in rank, the same in source, which now
+  // passes another field of the struct: that is the change, and the only one.
+  ObjectDiff diff = diff_fixture("clone-abi");
+  EXPECT_EQ(summary(diff), Lines{"changed function rank"}) << transcript(diff);
+  ASSERT_NE(find(diff, "rank"), nullptr);
+  EXPECT_TRUE(find(diff, "rank")->reason.starts_with("bytes differ at +0x")) << transcript(diff);
+}
+
 }  // namespace
 }  // namespace suture::build::diff

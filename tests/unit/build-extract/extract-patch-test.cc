@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -202,7 +203,7 @@ TEST(ExtractPatch, ColdPartComesWithItsFunction) {
 }
 
 TEST(ExtractPatch, LdAcceptsTheObject) {
-  for (const char* fixture : {"statics", "cold"}) {
+  for (const char* fixture : {"statics", "cold", "renumbered"}) {
     auto [e, out] = extract(fixture);
     std::string output;
     EXPECT_TRUE(links_with_ld(e.object, output)) << fixture << ": " << output;
@@ -216,6 +217,90 @@ TEST(ExtractPatch, UnchangedObjectGivesAnEmptyPatch) {
   EXPECT_TRUE(e.replacements.empty());
   EXPECT_TRUE(e.bindings.empty());
   EXPECT_NO_THROW(elf::ElfFile::parse(e.object, "empty.o"));
+}
+
+
+// The alias the patch binds to the running program's `name` of the fixture's file.
+std::string bound_alias(const Extracted& e, const std::string& name) {
+  for (const auto& b : e.bindings)
+    if (b.symbol == name) return b.local;
+  return "";
+}
+
+TEST(ExtractPatch, RenumberedStaticLocalIsBoundToTheRunningCopy) {
+  auto [e, out] = extract("renumbered");
+  // tick's counter is counter.1 in the patched object, counter.0 in the running program.
+  std::string alias = bound_alias(e, "counter.0");
+  ASSERT_NE(alias, "") << transcript(e);
+  EXPECT_EQ(bound_alias(e, "counter.1"), "") << transcript(e);
+  std::vector<std::string> refs = references(out, ".text.tick");
+  EXPECT_TRUE(std::any_of(refs.begin(), refs.end(), [&](const std::string& r) { return r.starts_with(alias); }))
+      << fmt::format("{}", fmt::join(refs, " ")) << "\n" << transcript(e);
+  // later's counter (counter.0 in the patched object) is new: the patch's own copy.
+  std::set<std::string> got = allocated_sections(out);
+  EXPECT_TRUE(got.count(".data.counter.0")) << transcript(e);
+  EXPECT_FALSE(got.count(".bss.counter.1")) << transcript(e);
+}
+
+TEST(ExtractPatch, NewVariablesAreThePatchsOwnAndPointAtTheRunningCopies) {
+  auto [e, out] = extract("renumbered");
+  std::set<std::string> got = allocated_sections(out);
+  for (const char* name : {".bss.new_zero", ".data.new_set", ".data.rel.new_pointer",
+                           ".data.rel.local.new_hidden_pointer"})
+    EXPECT_TRUE(got.count(name)) << name << "\n" << transcript(e);
+  for (const char* name : {".data.unchanged_global", ".data.hidden", ".data.rel.local.keep_hidden_alive"})
+    EXPECT_FALSE(got.count(name)) << name << "\n" << transcript(e);
+  for (const char* name : {"new_zero", "new_set", "new_pointer"}) {
+    const elf::Symbol* s = symbol(out, name);
+    ASSERT_NE(s, nullptr) << name;
+    EXPECT_TRUE(s->defined()) << name;
+    EXPECT_EQ(s->bind, STB_GLOBAL) << name;
+  }
+  // The initial values point at the program's own variables: a global by its
+  // name, a static through its binding.
+  EXPECT_EQ(references(out, ".data.rel.new_pointer"), std::vector<std::string>{"unchanged_global+0"});
+  std::string hidden = bound_alias(e, "hidden");
+  ASSERT_NE(hidden, "") << transcript(e);
+  EXPECT_EQ(references(out, ".data.rel.local.new_hidden_pointer"), std::vector<std::string>{hidden + "+0"});
+  const elf::Symbol* global = symbol(out, "unchanged_global");
+  ASSERT_NE(global, nullptr);
+  EXPECT_FALSE(global->defined());
+}
+
+TEST(ExtractPatch, ReplacementsAndBindingsUseTheOriginalNames) {
+  // As when gcc numbered a clone differently in the two builds: the differ
+  // pairs bump with `bump.part.0` and scale with `scale.isra.0` of the original.
+  elf::ElfFile original = object("statics", "orig");
+  elf::ElfFile patched = object("statics", "patched");
+  diff::ObjectDiff d = diff::diff_objects(original, patched);
+  for (auto& change : d.changes)
+    if (change.symbol == "bump") change.original = "bump.part.0";
+  d.original_name["scale"] = "scale.isra.0";
+  Extracted e = extract_patch(patched, d, "statics.c");
+  bool replaced = false;
+  for (const auto& r : e.replacements) {
+    if (r.new_symbol != "bump.suture") continue;
+    replaced = true;
+    EXPECT_EQ(r.symbol, "bump.part.0");
+  }
+  EXPECT_TRUE(replaced) << transcript(e);
+  EXPECT_NE(bound_alias(e, "scale.isra.0"), "") << transcript(e);
+  EXPECT_EQ(bound_alias(e, "scale"), "") << transcript(e);
+}
+
+TEST(ExtractPatch, ALocalTheOriginalLacksAndThePatchDoesNotBringIsAnError) {
+  elf::ElfFile original = object("statics", "orig");
+  elf::ElfFile patched = object("statics", "patched");
+  diff::ObjectDiff d = diff::diff_objects(original, patched);
+  d.original_name.erase("counter");
+  try {
+    extract_patch(patched, d, "statics.c");
+    FAIL() << "extracted although counter has no original";
+  } catch (const std::exception& error) {
+    EXPECT_NE(std::string(error.what()).find("counter: the new code refers to it, but it is neither in the original"),
+              std::string::npos)
+        << error.what();
+  }
 }
 
 }  // namespace

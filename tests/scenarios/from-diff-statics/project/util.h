@@ -1,0 +1,2 @@
+int tick_count(void);
+const char *label(void);
