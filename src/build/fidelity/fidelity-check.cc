@@ -40,6 +40,20 @@
 // same instruction, references into the function (jump tables) naming the
 // same instruction, and relocated instructions checked as above.
 //
+// Branch sizes. The rebuild puts each function in its own section, the user's
+// build all of a file's functions in one .text. A branch to another function of
+// the file (a tail call to a static, a conditional jump to one in hand-written
+// code) is then a near `jmp`/`jcc rel32` with a relocation in the rebuild, as
+// the assembler cannot know the distance between sections, but may be a short
+// `rel8` one in the binary, the assembler having relaxed it; and a branch
+// inside the function that spans it may turn short in turn. The instruction
+// comparison takes a branch of another displacement size for the same one when
+// it is the same jump or condition with the same prefixes and goes to the same
+// place: for a relocated one, where the relocation says (the binary's target,
+// less the distance from the field to the instruction's end, is read as the
+// linker's S + A and checked as above); for one inside the function, the same
+// instruction. A call has no short form, so it never changes size.
+//
 // Rejected. Comparing instructions symbolically from the start would need a
 // model of every relaxation and of what each operand means; the relocation
 // table already says which bytes the linker may change and how, so the
@@ -439,6 +453,30 @@ std::optional<RelativeOperand> relative_operand(const Decoded::Instruction& inst
   return std::nullopt;
 }
 
+bool is_branch(const Decoded::Instruction& instruction) {
+  return instruction.insn.meta.category == ZYDIS_CATEGORY_COND_BR ||
+         instruction.insn.meta.category == ZYDIS_CATEGORY_UNCOND_BR;
+}
+
+// `theirs` is `ours`, a relative branch, encoded with a displacement of another
+// size (jmp rel8 against jmp rel32, 7x rel8 against 0f 8x rel32): the same
+// mnemonic (jmp, or the same condition) and the same prefixes, else what
+// differs. Where each goes is for the caller to compare.
+std::optional<std::string> resized_branch_difference(const Decoded::Instruction& ours,
+                                                     const Decoded::Instruction& theirs,
+                                                     std::span<const uint8_t> ours_bytes,
+                                                     std::span<const uint8_t> theirs_bytes) {
+  auto prefixes = [](const Decoded::Instruction& instruction, std::span<const uint8_t> bytes) {
+    return bytes.first(std::min<size_t>(instruction.insn.raw.prefix_count, bytes.size()));
+  };
+  auto ours_prefixes = prefixes(ours, ours_bytes);
+  auto theirs_prefixes = prefixes(theirs, theirs_bytes);
+  if (ours.insn.mnemonic == theirs.insn.mnemonic && ours.insn.operand_count == theirs.insn.operand_count &&
+      std::equal(ours_prefixes.begin(), ours_prefixes.end(), theirs_prefixes.begin(), theirs_prefixes.end()))
+    return std::nullopt;
+  return fmt::format("{} in the rebuild, {} in the binary", hex_bytes(ours_bytes), hex_bytes(theirs_bytes));
+}
+
 // The rebuild's layout of a function against the binary's, with padding left
 // out: lets a reference into the function (a jump table entry) be checked by
 // the instruction it names rather than by its offset.
@@ -809,19 +847,48 @@ class Checker {
       const auto& b = theirs.kept[i];
       shifted = shifted || a.offset != b.offset;
       auto fail = [&](std::string what) {
+        // Instructions of other lengths (a branch relaxed in one only, say)
+        // make a first differing byte in them mean nothing.
         return std::pair{Difference{a.offset, fmt::format("instruction #{} (+0x{:x} in the rebuild, +0x{:x} in the "
                                                           "binary, padding left out): {}",
                                                           i, a.offset, b.offset, what)},
-                         shifted};
+                         shifted || a.insn.length != b.insn.length};
       };
       auto ours_here = ours_all.subspan(a.offset, a.insn.length);
       auto theirs_here = theirs_all.subspan(b.offset, b.insn.length);
 
-      bool relocated = std::any_of(relocations.begin(), relocations.end(), [&](const Relocation& relocation) {
-        return relocation.type != R_X86_64_NONE && relocation.offset >= function.value + a.offset &&
-               relocation.offset < function.value + a.offset + a.insn.length;
-      });
-      if (relocated) {
+      std::vector<const Relocation*> in_instruction;
+      for (const Relocation& relocation : relocations)
+        if (relocation.type != R_X86_64_NONE && relocation.offset >= function.value + a.offset &&
+            relocation.offset < function.value + a.offset + a.insn.length)
+          in_instruction.push_back(&relocation);
+      auto relative = relative_operand(a);
+
+      // A branch to another function, near with a relocation in the rebuild
+      // (the target is in another section there) and short in the binary (the
+      // user's build had both in one .text, and the assembler relaxed the
+      // jump). The same jump or condition, going where the relocation says.
+      if (in_instruction.size() == 1 && relative && is_branch(a) && relative->width == 4 &&
+          in_instruction.front()->offset == function.value + a.offset + relative->field &&
+          (in_instruction.front()->type == R_X86_64_PC32 || in_instruction.front()->type == R_X86_64_PLT32)) {
+        auto other = relative_operand(b);
+        if (other && other->width != relative->width) {
+          if (auto problem = resized_branch_difference(a, b, ours_here, theirs_here)) return fail(*problem);
+          const Relocation& relocation = *in_instruction.front();
+          // The rebuild's field holds S + A - P, P being the field's place, so
+          // its branch goes to S + A + (length - field); the binary's goes to
+          // `reached`: the linker's S + A, had it linked this encoding, follows.
+          uint64_t reached = in_binary.value + other->target;
+          uint64_t V = reached - (a.insn.length - relative->field);
+          field_ = {layout_->section, relocation.offset};
+          auto problem =
+              check_target(object_.symbols()[relocation.symbol], relocation.addend, V, "jump", true, true, 0);
+          if (problem) return fail(*problem);
+          continue;
+        }
+      }
+
+      if (!in_instruction.empty()) {
         // As the byte comparison does it, from this instruction on.
         auto ours_rest = ours_all.subspan(a.offset);
         auto theirs_rest = theirs_all.subspan(b.offset);
@@ -837,7 +904,6 @@ class Checker {
         continue;
       }
 
-      auto relative = relative_operand(a);
       if (relative) {
         auto other = relative_operand(b);
         if (!other || a.insn.mnemonic != b.insn.mnemonic || a.insn.operand_count != b.insn.operand_count)
@@ -851,9 +917,10 @@ class Checker {
               return fail(fmt::format("byte 0x{:02x} in the rebuild, 0x{:02x} in the binary at +{} of the instruction",
                                       ours_here[k], theirs_here[k], k));
           }
-        } else if (relative->width == other->width || (a.insn.meta.category != ZYDIS_CATEGORY_COND_BR &&
-                                                           a.insn.meta.category != ZYDIS_CATEGORY_UNCOND_BR)) {
+        } else if (relative->width == other->width || !is_branch(a)) {
           return fail(fmt::format("{} in the rebuild, {} in the binary", hex_bytes(ours_here), hex_bytes(theirs_here)));
+        } else if (auto problem = resized_branch_difference(a, b, ours_here, theirs_here)) {
+          return fail(*problem);
         }
         auto index_of = [](const Decoded& decoded, int64_t target, uint64_t size) {
           return target >= 0 && static_cast<uint64_t>(target) <= size ? decoded.index_at[target] : kNoIndex;

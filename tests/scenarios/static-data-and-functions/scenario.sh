@@ -1,10 +1,7 @@
-# NOT REGISTERED YET (pack-bind-statics covers the behaviour with a
-# hand-written patch): suture build's fidelity check refuses bump: "bump in the
-# original rebuild is not the code that runs: +0xf: size 20 in the rebuild, 17
-# in the binary; first difference at +0xf: byte 0xe9 in the rebuild, 0xeb in
-# the binary". bump ends in a tail call to the static scaled(): in the user's
-# build (one .text) the assembler resolves it as a 2-byte jmp; in the rebuild
-# (-ffunction-sections) it is a 5-byte jmp with a relocation.
+# bump ends in a tail call to the static scaled(): in the user's build (one
+# .text) the assembler makes it a 2-byte jmp, in the rebuild
+# (-ffunction-sections) a 5-byte jmp with a relocation; suture build's fidelity
+# check must take the two for the same instruction.
 # Two source files each have `static int count`, `static int scaled(int)` and
 # `static int bump(void)`. The fix changes a.c's bump; the patch built from it
 # replaces a.c's bump (not b.c's) and uses a.c's count and scaled of the

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -412,6 +413,154 @@ TEST(FidelityCheck, JumpTableEntryToAnotherInstructionAfterPaddingIsRefused) {
   EXPECT_THAT(mismatches[0].what, HasSubstr(".rodata.pad_loop"));
   EXPECT_THAT(mismatches[0].what, HasSubstr("rebuild refers to instruction #"));
   EXPECT_THAT(mismatches[0].what, HasSubstr("binary to instruction #"));
+}
+
+// --- Branches the assembler relaxed in the binary only -------------------------
+
+// fid-branch is fid-tail.c and fid-branch.s built as users build, one .text per
+// file; pie-fid-tail.o and pie-fid-branch.o the rebuild, a section per function.
+
+// The instruction of `function` that is a branch with a `bits`-bit displacement
+// and the given first opcode byte (after any prefixes), the n-th such.
+Instruction branch_in(const std::vector<Instruction>& all, unsigned bits, uint8_t opcode, size_t n = 0) {
+  for (const Instruction& instruction : all) {
+    auto category = instruction.insn.meta.category;
+    if ((category != ZYDIS_CATEGORY_COND_BR && category != ZYDIS_CATEGORY_UNCOND_BR) ||
+        instruction.insn.raw.imm[0].size != bits || instruction.insn.opcode != opcode)
+      continue;
+    if (n-- == 0) return instruction;
+  }
+  throw std::runtime_error("no such branch");
+}
+
+uint64_t target_of(const Instruction& branch) {
+  return branch.address + branch.insn.length + branch.operands[0].imm.value.s;
+}
+
+// A copy of `binary` with a short branch going to `target` instead.
+ElfFile short_branch_to(const ElfFile& binary, const Instruction& branch, uint64_t target) {
+  int64_t displacement = int64_t(target) - int64_t(branch.address + branch.insn.length);
+  if (displacement < -128 || displacement > 127) throw std::runtime_error("target out of rel8 reach");
+  return patched(binary, branch.address + branch.insn.raw.imm[0].offset, {uint8_t(displacement)});
+}
+
+// The rebuild's byte at `offset` into `function`.
+uint8_t object_byte(const ElfFile& object, const std::string& function, uint64_t offset) {
+  const Symbol& symbol = symbol_named(object, function);
+  return object.section_bytes(object.sections()[symbol.shndx])[symbol.value + offset];
+}
+
+TEST(FidelityCheck, TailCallTheAssemblerMadeShortIsAccepted) {
+  ElfFile binary = fixture("fid-branch");
+  ElfFile object = fixture("pie-fid-tail.o");
+  // The premise: a 5-byte jmp with a relocation in the rebuild, 2 bytes in the binary.
+  uint64_t field = relocation_offset(object, "tail_bump", R_X86_64_PC32, ".text.scaled");
+  ASSERT_EQ(object_byte(object, "tail_bump", field - 1), 0xe9);
+  Instruction jump = branch_in(instructions_of(binary, "tail_bump"), 8, 0xeb);
+  ASSERT_EQ(target_of(jump), symbol_named(binary, "scaled").value);
+  ASSERT_EQ(symbol_named(binary, "tail_bump").size + 3, symbol_named(object, "tail_bump").size);
+
+  auto mismatches = check_functions(object, binary, {"tail_bump", "tail_nudge", "scaled", "shifted", "main"});
+  EXPECT_TRUE(mismatches.empty()) << describe(mismatches);
+}
+
+TEST(FidelityCheck, ConditionalTailCallsTheAssemblerMadeShortAreAccepted) {
+  ElfFile binary = fixture("fid-branch");
+  ElfFile object = fixture("pie-fid-branch.o");
+  auto all = instructions_of(binary, "branch_pick");
+  // jne branch_odd (0f 85 rel32 in the rebuild) and jmp branch_even, both short.
+  ASSERT_EQ(object_byte(object, "branch_pick", relocation_offset(object, "branch_pick", R_X86_64_PC32,
+                                                                 ".text.branch_odd") - 2),
+            0x0f);
+  EXPECT_EQ(target_of(branch_in(all, 8, 0x75)), symbol_named(binary, "branch_odd").value);
+  EXPECT_EQ(target_of(branch_in(all, 8, 0xeb)), symbol_named(binary, "branch_even").value);
+
+  auto mismatches = check_functions(object, binary, {"branch_pick", "branch_odd", "branch_even"});
+  EXPECT_TRUE(mismatches.empty()) << describe(mismatches);
+}
+
+TEST(FidelityCheck, BranchesInsideTheFunctionShortenedByATailCallAreAccepted) {
+  ElfFile binary = fixture("fid-branch");
+  ElfFile object = fixture("pie-fid-branch.o");
+  // branch_cross's je and branch_skip's jmp span a tail call: near in the
+  // rebuild, short in the binary, where the tail call is 3 bytes shorter.
+  ASSERT_EQ(object_byte(object, "branch_cross", 4), 0x0f);
+  ASSERT_EQ(object_byte(object, "branch_skip", 7), 0xe9);
+  auto cross = instructions_of(binary, "branch_cross");
+  auto skip = instructions_of(binary, "branch_skip");
+  EXPECT_EQ(target_of(branch_in(cross, 8, 0x74)), cross.back().address);  // to the ret
+  EXPECT_EQ(target_of(branch_in(skip, 8, 0xeb)), skip.back().address);
+
+  auto mismatches = check_functions(object, binary, {"branch_cross", "branch_skip"});
+  EXPECT_TRUE(mismatches.empty()) << describe(mismatches);
+}
+
+TEST(FidelityCheck, ShortTailCallToAnotherFunctionIsRefused) {
+  ElfFile binary = fixture("fid-branch");
+  ElfFile object = fixture("pie-fid-tail.o");
+  Instruction jump = branch_in(instructions_of(binary, "tail_bump"), 8, 0xeb);
+  ElfFile tampered = short_branch_to(binary, jump, symbol_named(binary, "shifted").value);
+
+  auto mismatches = check_functions(object, tampered, {"tail_bump"});
+  ASSERT_EQ(mismatches.size(), 1u);
+  EXPECT_EQ(mismatches[0].offset, jump.address - symbol_named(binary, "tail_bump").value);
+  EXPECT_THAT(mismatches[0].what, HasSubstr("jump target: rebuild jumps to scaled, binary jumps to 0x"));
+  EXPECT_THAT(mismatches[0].what, HasSubstr("(shifted)"));
+}
+
+TEST(FidelityCheck, OtherFunctionWithTheSameBodyButAnotherTailCallIsRefused) {
+  ElfFile binary = fixture("fid-branch");
+  ElfFile object = fixture("pie-fid-tail.o");
+  // tail_nudge is tail_bump but for jumping to shifted.
+  auto mismatch = compare_function(object, symbol_named(object, "tail_bump"), binary,
+                                   symbol_named(binary, "tail_nudge"));
+  ASSERT_TRUE(mismatch);
+  EXPECT_THAT(mismatch->what, HasSubstr("jump target: rebuild jumps to scaled, binary jumps to 0x"));
+  EXPECT_THAT(mismatch->what, HasSubstr("(shifted)"));
+}
+
+TEST(FidelityCheck, ShortConditionalTailCallToAnotherFunctionIsRefused) {
+  ElfFile binary = fixture("fid-branch");
+  ElfFile object = fixture("pie-fid-branch.o");
+  Instruction jne = branch_in(instructions_of(binary, "branch_pick"), 8, 0x75);
+  ElfFile tampered = short_branch_to(binary, jne, symbol_named(binary, "branch_even").value);
+
+  auto mismatches = check_functions(object, tampered, {"branch_pick"});
+  ASSERT_EQ(mismatches.size(), 1u);
+  EXPECT_THAT(mismatches[0].what, HasSubstr("jump target: rebuild jumps to branch_odd, binary jumps to 0x"));
+  EXPECT_THAT(mismatches[0].what, HasSubstr("(branch_even)"));
+}
+
+TEST(FidelityCheck, ShortBranchOfAnotherConditionIsRefused) {
+  ElfFile binary = fixture("fid-branch");
+  ElfFile object = fixture("pie-fid-branch.o");
+  Instruction jne = branch_in(instructions_of(binary, "branch_pick"), 8, 0x75);
+  // jne made je, and made jmp: the same target, not the same instruction.
+  for (uint8_t opcode : {uint8_t{0x74}, uint8_t{0xeb}}) {
+    ElfFile tampered = patched(binary, jne.address, {opcode});
+    auto mismatches = check_functions(object, tampered, {"branch_pick"});
+    ASSERT_EQ(mismatches.size(), 1u) << int(opcode);
+    EXPECT_THAT(mismatches[0].what, StartsWith("instruction #1 "));
+    char binary_bytes[32];
+    std::snprintf(binary_bytes, sizeof binary_bytes, "%02x %02x in the binary", opcode,
+                  unsigned(binary.bytes_at_vaddr(jne.address + 1, 1)[0]));
+    EXPECT_THAT(mismatches[0].what, HasSubstr(std::string("0f 85 00 00 00 00 in the rebuild, ") + binary_bytes));
+  }
+}
+
+TEST(FidelityCheck, ShortenedBranchInsideTheFunctionToAnotherInstructionIsRefused) {
+  ElfFile binary = fixture("fid-branch");
+  ElfFile object = fixture("pie-fid-branch.o");
+  for (const char* function : {"branch_cross", "branch_skip"}) {
+    auto all = instructions_of(binary, function);
+    Instruction branch = branch_in(all, 8, function == std::string("branch_cross") ? 0x74 : 0xeb);
+    // To the tail call before the ret it goes to.
+    ElfFile tampered = short_branch_to(binary, branch, all[all.size() - 2].address);
+    auto mismatches = check_functions(object, tampered, {function});
+    ASSERT_EQ(mismatches.size(), 1u) << function;
+    EXPECT_THAT(mismatches[0].what, HasSubstr("rebuild goes to instruction #")) << function;
+    EXPECT_THAT(mismatches[0].what, HasSubstr("binary to instruction #")) << function;
+  }
 }
 
 }  // namespace
