@@ -343,32 +343,33 @@ def analyse(r, window_s):
     if len(failed):
         res["failed_span_ms"] = round((failed["intended"].max() - failed["intended"].min()) / 1e6, 1)
     res["total_failed"] = sum(res["failed"].values())
-    res.update(switch_stats(r))
     return res
 
 
-def switch_stats(r):
-    """Which code answered the marked requests (memcached's `version`): how many
-    old and new replies, when the first new and the last old one were sent relative
-    to the action, and how many connections got an old reply after a new one (a
-    request that ran on old code after its connection's thread had switched)."""
+def switch_stats(r, to_marked):
+    """Which code answered the probe requests (memcached's `version`, whose reply the
+    patch marks): how many on the old and on the new code, when the first on the new
+    and the last on the old code were sent relative to the action's start, and how
+    many connections got an old reply after a new one (a request that ran on old
+    code after its connection's thread had switched). TO_MARKED: the action switches
+    to the marked reply (apply) or away from it (revert)."""
     rec = r["records"]
     probes = rec[((rec["op"] & OP_MASK) == OP_PING) & (rec["status"] == 0)]
-    new = (probes["op"] & MARKED) != 0
-    if not new.any():
-        return {"marked": 0, "unmarked": int(len(probes))}
-    out = {"marked": int(new.sum()), "unmarked": int((~new).sum()), "back_to_old_connections": 0}
+    marked = (probes["op"] & MARKED) != 0
+    if not marked.any():
+        return {"marked": 0}
+    new = marked if to_marked else ~marked
+    out = {"marked": int(marked.sum()), "on_new": int(new.sum()), "on_old": int((~new).sum()),
+           "back_to_old_connections": 0}
     start = r["action_start_ns"]
-    out["first_new_ms"] = round((probes["intended"][new].min() - start) / 1e6, 3)
+    if new.any():
+        out["first_new_ms"] = round((probes["intended"][new].min() - start) / 1e6, 3)
     if (~new).any():
         out["last_old_ms"] = round((probes["intended"][~new].max() - start) / 1e6, 3)
     for c in np.unique(probes["conn"]):
-        p = probes[probes["conn"] == c]
-        p = p[np.argsort(p["intended"], kind="stable")]
-        flags = (p["op"] & MARKED) != 0
-        # revert flips the direction: new (marked) first, then old
-        seq = flags if flags[0] == flags[-1] or not flags[0] else ~flags
-        if (np.diff(seq.astype(np.int8)) < 0).any():
+        sel = probes["conn"] == c
+        order = np.argsort(probes["intended"][sel], kind="stable")
+        if (np.diff(new[sel][order].astype(np.int8)) < 0).any():
             out["back_to_old_connections"] += 1
     return out
 
@@ -465,20 +466,21 @@ def suture_json(args, verb, server, mode):
             "ids": [a.get("id") for a in out.get("applied", [])]}
 
 
-def redis_benchmark(args, server, n, mode):
-    """Closed loop, as fast as it goes, 8 connections, GET only; with MODE, an apply
-    in that mode half-way through (reverted after). Returns its own CSV numbers."""
+def redis_benchmark(args, server, n, apply, mode=None):
+    """Closed loop, as fast as it goes, 8 connections, GET only; with APPLY, an apply
+    in MODE (None: suture's default) half-way through, reverted after. Returns its
+    own CSV numbers."""
     cmd = pinned(["redis-benchmark", "-p", str(server.port), "-t", "get", "-c", str(args.connections),
                   "-n", str(n), "-r", str(server.keys), "--csv"], args.loadgen_cpu)
     t = time.time()
     bench = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     applied = None
-    if mode is not None:
+    if apply:
         time.sleep(args.duration / 2)
         applied = suture_json(args, "apply", server, mode)
     out, err = bench.communicate()
     elapsed = time.time() - t
-    if mode is not None:
+    if apply:
         suture_json(args, "revert", server, mode)
     row = next(csv.DictReader(io.StringIO(out)))
     return {"requests": n, "elapsed_s": round(elapsed, 2), "rps": float(row["rps"]),
@@ -497,13 +499,14 @@ def fmt_hold(us):
 
 
 def switch_note(s):
-    if not s.get("marked"):
+    if not s or not s.get("marked"):
         return ""
-    note = (f"version replies: {s['unmarked']} old, {s['marked']} new; first new sent "
-            f"{s['first_new_ms']:+.1f} ms from the command's start")
+    note = f"version replies: {s['on_old']} from the old code, {s['on_new']} from the new"
+    if "first_new_ms" in s:
+        note += f"; the first new one sent {s['first_new_ms']:+.1f} ms"
     if "last_old_ms" in s:
-        note += f", last old {s['last_old_ms']:+.1f} ms"
-    return note + f"; connections that went back to old code: {s['back_to_old_connections']}"
+        note += f", the last old one {s['last_old_ms']:+.1f} ms"
+    return note + f" from the command's start; connections back on old code after new: {s['back_to_old_connections']}"
 
 
 def markdown(meta, rows, noise, cross, targets):
@@ -529,7 +532,7 @@ def markdown(meta, rows, noise, cross, targets):
         if base:
             mean += f" ({s['mean_us'] - sum(b['mean_us'] for b in base) / len(base):+.0f})"
         hold = fmt_hold(r["suture"]["longest_hold_us"]) if r.get("suture") else "–"
-        out.append(f"| {r['server']} | {r['label']} | {r.get('suture_on', '–')} | {s['window_failed']} / "
+        out.append(f"| {r['server']} | {r['label']} | {r.get('suture_on') or '–'} | {s['window_failed']} / "
                    f"{s['total_failed']} | {fmt_us(s['max_us'])} | {fmt_us(s['p99_us'])} | {fmt_us(s['p999_us'])} | "
                    f"{fmt_us(s['p9999_us'])} | {s['window_over_1ms']} | {ratio} | {mean} | {hold} | "
                    f"{fmt_us(s['window_max_send_lag_us'])} | {r['notes']} |")
@@ -551,7 +554,7 @@ def markdown(meta, rows, noise, cross, targets):
         a, b = cross["baseline"], cross["apply"]
         out.append(f"Cross-check with redis-benchmark (closed loop, GET, {meta['connections']} connections, "
                    f"as fast as it goes): without a patch {a['rps']:.0f} req/s, p99 {fmt_us(a['p99_us'])}, max "
-                   f"{fmt_us(a['max_us'])}; with an apply ({b['mode'] or 'default mode'}, longest hold "
+                   f"{fmt_us(a['max_us'])}; with an apply ({b['mode'] or 'stop-the-world'}, longest hold "
                    f"{fmt_hold(b['apply']['longest_hold_us'])}) in the middle {b['rps']:.0f} req/s, p99 "
                    f"{fmt_us(b['p99_us'])}, max {fmt_us(b['max_us'])}. {cross['note']}")
     if targets:
@@ -696,8 +699,10 @@ def main():
                     else:
                         check = "patch taken back"
                     same = server.fingerprint() == before
-                    st = record(tag, label, r, "", baselines, done, mode, cpu_name(cpu))
-                    set_notes("; ".join(x for x in (check, switch_note(st),
+                    record(tag, label, r, "", baselines, done, mode, cpu_name(cpu))
+                    switch = switch_stats(r, verb == "apply")
+                    rows[-1]["switch"] = runs[-1]["switch"] = switch
+                    set_notes("; ".join(x for x in (f"command {done['command_ms']:.0f} ms", check, switch_note(switch),
                                                     f"data {'unchanged' if same else 'CHANGED'}") if x))
             args.suture_cpu = saved_cpu
 
@@ -738,10 +743,10 @@ def main():
                 if "redis-benchmark" in only:
                     # Calibrate to about DURATION seconds, then run without and with an apply in the middle.
                     mode = "zero-suspend" if "zero-suspend" in available else None
-                    probe = redis_benchmark(args, redis, 200_000, None)
+                    probe = redis_benchmark(args, redis, 200_000, False)
                     n = int(probe["rps"] * args.duration)
-                    cross = {"baseline": redis_benchmark(args, redis, n, None),
-                             "apply": redis_benchmark(args, redis, n, mode)}
+                    cross = {"baseline": redis_benchmark(args, redis, n, False),
+                             "apply": redis_benchmark(args, redis, n, True, mode)}
                     cross["note"] = ("Closed loop, a stall delays about one request per connection, and its "
                                      "percentiles cover the whole run; compare the open-loop window above.")
             finally:

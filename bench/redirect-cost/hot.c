@@ -13,8 +13,10 @@
  * iteration, each call's argument depending on the previous result so calls do
  * not overlap (the latency of call + body + return, the worst case for an
  * extra jump). The loops are run in rounds, the three in rotating order within
- * a round so slow phases of a noisy machine hit all three alike; the median
- * over rounds is reported. The same process measures before the patch (so each
+ * a round so slow phases of a noisy machine hit all three alike; each loop is
+ * timed in the thread's own CPU time (CLOCK_THREAD_CPUTIME_ID), so time spent
+ * descheduled on a shared machine does not count; the median over rounds is
+ * reported. The same process measures before the patch (so each
  * function is compared with itself: code alignment differs between the three)
  * and after it, reading one line on stdin in between, while run.py applies the
  * patch; hot_plain, measured in the same rounds, shows how much the machine
@@ -78,9 +80,10 @@ static const char* const names[] = {"hot_plain", "hot_jump", "hot_thunk"};
 static unsigned (*const loops[])(long) = {loop_hot_plain, loop_hot_jump, loop_hot_thunk};
 enum { NFUNC = 3 };
 
+/* The calling thread's CPU time, in seconds. */
 static double now_s(void) {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
