@@ -12,7 +12,8 @@ hot_thunk through one, starts the target pinned to one CPU, lets it measure,
 applies the patch (suture pinned to another CPU when there is one), lets it
 measure again, and prints per function: median ns/call before and after, calls
 per second, and the ratio patched / unpatched for the same function. hot_plain
-is never patched: its ratio is the machine's own drift between the phases.
+is never patched: its ratio is the machine's own drift between the phases, and the
+last column divides each ratio by it.
 """
 import argparse
 import datetime
@@ -60,6 +61,8 @@ def main():
     ap.add_argument("--calls", type=int, default=20_000_000, help="calls per function per round")
     ap.add_argument("--mode", help="passed to suture apply as --mode (default: suture's default)")
     ap.add_argument("--json", default=os.path.join(HERE, "results.json"))
+    ap.add_argument("--markdown", default=os.path.join(os.path.dirname(HERE), "README.md"),
+                    help="file whose generated table (between the redirect-cost markers) is replaced")
     args = ap.parse_args()
     args.suture = os.path.abspath(args.suture)
     ncpu = os.cpu_count() or 1
@@ -98,16 +101,32 @@ def main():
             "apply": {k: applied.get(k) for k in ("pause_us", "total_us", "threads")}, "pack_notes": pack_notes}
     with open(args.json, "w") as f:
         json.dump({"meta": meta, "rows": rows, "before": before, "after": after}, f, indent=2)
-    print(f"Measured {meta['date']} on {meta['machine']}, target on CPU {target_cpu}, suture on CPU {suture_cpu}; "
-          f"{args.rounds} rounds of {args.calls:,} dependent calls per function, medians (min–max over rounds); "
-          f"load average {meta['loadavg']}.\n")
-    print("| function | call path after the patch | ns/call before | ns/call after | calls/s after | "
-          "after / before (calls/s) |")
-    print("|---|---|---:|---:|---:|---:|")
+    lines = [f"Measured {meta['date']} on {meta['machine']}, target on CPU {target_cpu}, suture on CPU "
+             f"{suture_cpu}, apply mode: {meta['mode']}; {args.rounds} rounds of {args.calls:,} dependent calls per "
+             f"function, medians (min–max over rounds); load average {meta['loadavg']}.", "",
+             "| function | call path after the patch | ns/call before | ns/call after | calls/s after | "
+             "calls/s after / before | the same / hot_plain's |", "|---|---|---:|---:|---:|---:|---:|"]
+    drift = rows[0]["ratio"]
     for r in rows:
-        print(f"| `{r['function']}` | {r['how']} | {r['before_ns']:.3f} ({r['spread_before_ns'][0]:.3f}–"
-              f"{r['spread_before_ns'][1]:.3f}) | {r['after_ns']:.3f} ({r['spread_after_ns'][0]:.3f}–"
-              f"{r['spread_after_ns'][1]:.3f}) | {r['after_calls_per_s'] / 1e6:.0f} M | {r['ratio']:.3f} |")
+        lines.append(f"| `{r['function']}` | {r['how']} | {r['before_ns']:.2f} ({r['spread_before_ns'][0]:.2f}–"
+                     f"{r['spread_before_ns'][1]:.2f}) | {r['after_ns']:.2f} ({r['spread_after_ns'][0]:.2f}–"
+                     f"{r['spread_after_ns'][1]:.2f}) | {r['after_calls_per_s'] / 1e6:.0f} M | {r['ratio']:.3f} | {r['ratio'] / drift:.3f} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    write_table(args.markdown, text)
+
+
+START, END = "<!-- redirect-cost: table start -->", "<!-- redirect-cost: table end -->"
+
+
+def write_table(path, text):
+    """Replace the generated part of PATH (between the markers), keeping the prose around it."""
+    with open(path) as f:
+        old = f.read()
+    if START not in old or END not in old:
+        sys.exit(f"redirect-cost: {path} has no {START} ... {END} markers for the table")
+    with open(path, "w") as f:
+        f.write(old[:old.index(START)] + f"{START}\n{text}{END}" + old[old.index(END) + len(END):])
 
 
 if __name__ == "__main__":
