@@ -430,6 +430,10 @@ def suture_modes(suture):
     return {m for m in ("stop-the-world", "zero-suspend") if m in text}
 
 
+def takes_safe_point(suture, verb):
+    return "--safe-point" in run([suture, verb, "--help"]).stdout
+
+
 def longest_hold_us(out):
     """The longest time suture held any one thread, from its --json report.
     Stop-the-world holds every thread for the whole pause, so there it is pause_us;
@@ -450,7 +454,7 @@ def suture_json(args, verb, server, mode):
     cmd = [args.suture, verb]
     if mode:
         cmd += ["--mode", mode]
-        if mode == "zero-suspend" and verb == "apply" and args.safe_point:
+        if mode == "zero-suspend" and args.safe_point and takes_safe_point(args.suture, verb):
             cmd += ["--safe-point", server.safe_point]
     cmd += [str(server.proc.pid)] + ([server.patch] if verb == "apply" else []) + ["--json"]
     t = mono_ns()
@@ -691,8 +695,7 @@ def main():
                     r = load_run(args, server, f"{tag}-{short}-{verb}{where}",
                                  lambda: done.update(suture_json(args, verb, server, flag)), work)
                     label = f"`suture {verb}` ({mode}" + (f", --safe-point {server.safe_point}" if
-                                                         mode == "zero-suspend" and verb == "apply" and
-                                                         args.safe_point else "") + ")"
+                                                         "--safe-point" in done["command"] else "") + ")"
                     if verb == "apply":
                         active, answer = server.fix_active()
                         check = f"fix in afterwards: {'yes' if active else 'NO'} ({answer})"
