@@ -49,6 +49,10 @@ STATUS = ["ok", "error", "lost", "dropped", "unanswered"]
 OP_MASK, MARKED = 0x7F, 0x80  # load-generator.cc: Op in the low bits, kMarked
 OP_GET, OP_PING = 0, 2
 MEMCACHED_MARK = "(live-patched)"  # what memcached-version.diff adds to the version reply
+# --rt: SCHED_FIFO priorities. Server and load above suture, so that suture's own
+# work never delays a request the server could serve (other than by holding it),
+# and all three above the machine's ordinary tasks (a shared machine's builds).
+RT_LOAD, RT_SUTURE = 2, 1
 
 
 def mono_ns():
@@ -65,8 +69,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def pinned(cmd, cpu):
-    return (["taskset", "-c", str(cpu)] + cmd) if cpu is not None else cmd
+def pinned(cmd, cpu, rt=None):
+    """CMD on CPU (None: anywhere), and with --rt under SCHED_FIFO priority RT."""
+    prefix = (["taskset", "-c", str(cpu)] if cpu is not None else []) + (["chrt", "-f", str(rt)] if rt else [])
+    return prefix + cmd
 
 
 # --- servers -------------------------------------------------------------------
@@ -78,10 +84,10 @@ class Redis:
     safe_point = "processCommand"  # every command, once parsed, starts here
     mark = None
 
-    def __init__(self, cache, work, keys, cpu):
+    def __init__(self, cache, work, keys, cpu, rt):
         self.binary = os.path.join(cache, "redis", "tree", "src", "redis-server")
         self.patch = os.path.join(cache, "redis", "patch")
-        self.work, self.keys, self.cpu, self.port = work, keys, cpu, free_port()
+        self.work, self.keys, self.cpu, self.rt, self.port = work, keys, cpu, rt, free_port()
         self.proc = None
         self.log = open(os.path.join(work, "redis.log"), "a")
 
@@ -95,7 +101,7 @@ class Redis:
         return subprocess.Popen(pinned(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", self.work, "--dbfilename", "dump.rdb",
-             "--enable-debug-command", "local"], self.cpu), stdout=self.log, stderr=self.log)
+             "--enable-debug-command", "local"], self.cpu, self.rt), stdout=self.log, stderr=self.log)
 
     def start(self):
         self.proc = self.spawn()
@@ -171,10 +177,10 @@ class Memcached:
     safe_point = "process_command_ascii"
     mark = MEMCACHED_MARK
 
-    def __init__(self, cache, work, keys, cpu):
+    def __init__(self, cache, work, keys, cpu, rt):
         self.binary = os.path.join(cache, "memcached", "tree", "memcached")
         self.patch = os.path.join(cache, "memcached", "patch")
-        self.keys, self.cpu, self.port = keys, cpu, free_port()
+        self.keys, self.cpu, self.rt, self.port = keys, cpu, rt, free_port()
         self.memfile = f"/dev/shm/suture-bench-memcached-{os.getpid()}"
         self.proc = None
         self.log = open(os.path.join(work, "memcached.log"), "a")
@@ -184,7 +190,7 @@ class Memcached:
 
     def cmd(self):
         return pinned([self.binary, "-p", str(self.port), "-l", "127.0.0.1", "-U", "0", "-u", "root",
-                       "-m", "512", "-t", "4", "-c", "1024", "-e", self.memfile], self.cpu)
+                       "-m", "512", "-t", "4", "-c", "1024", "-e", self.memfile], self.cpu, self.rt)
 
     def request(self, data, until):
         with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
@@ -283,7 +289,7 @@ def load_run(args, server, name, action, work):
         cmd += ["--cpu", str(args.loadgen_cpu)]
     if server.mark:
         cmd += ["--mark", server.mark]
-    gen = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    gen = subprocess.Popen(pinned(cmd, None, args.rt and RT_LOAD), stdout=subprocess.PIPE, text=True)
     ready = gen.stdout.readline().split()
     if len(ready) != 2 or ready[0] != "ready":
         gen.wait()
@@ -458,7 +464,7 @@ def suture_json(args, verb, server, mode):
             cmd += ["--safe-point", server.safe_point]
     cmd += [str(server.proc.pid)] + ([server.patch] if verb == "apply" else []) + ["--json"]
     t = mono_ns()
-    proc = subprocess.run(pinned(cmd, args.suture_cpu), capture_output=True, text=True)
+    proc = subprocess.run(pinned(cmd, args.suture_cpu, args.rt and RT_SUTURE), capture_output=True, text=True)
     elapsed_ms = round((mono_ns() - t) / 1e6, 1)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
@@ -475,7 +481,7 @@ def redis_benchmark(args, server, n, apply, mode=None):
     in MODE (None: suture's default) half-way through, reverted after. Returns its
     own CSV numbers."""
     cmd = pinned(["redis-benchmark", "-p", str(server.port), "-t", "get", "-c", str(args.connections),
-                  "-n", str(n), "-r", str(server.keys), "--csv"], args.loadgen_cpu)
+                  "-n", str(n), "-r", str(server.keys), "--csv"], args.loadgen_cpu, args.rt and RT_LOAD)
     t = time.time()
     bench = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     applied = None
@@ -521,7 +527,7 @@ def markdown(meta, rows, noise, cross, targets):
            f"{meta['duration']:.0f} s runs, instant at {meta['at']:.0f} s; latency from the intended send "
            f"time; the window runs from {meta['window'] / 2:.1f} s before the action to "
            f"{meta['window'] / 2:.1f} s after it ended; server on CPU 0, generator on CPU 1, suture "
-           f"as the column says; load average before the runs {meta['loadavg']}.", "",
+           f"as the column says; scheduling {meta['scheduling']}; load average before the runs {meta['loadavg']}.", "",
            "| server | at the instant | suture on | failed (window / run) | max | p99 | p99.9 | p99.99 "
            "| > 1 ms | p99.9 / baselines | mean (Δ) | longest hold | generator lag | notes |",
            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
@@ -629,6 +635,9 @@ def main():
     ap.add_argument("--suture-cpu", default="1",
                     help="CPU for suture's own work: a number, or 'none' for where the scheduler puts it "
                          "(default 1, the generator's, so not the server's)")
+    ap.add_argument("--rt", action="store_true",
+                    help="run server and generator under SCHED_FIFO 2 and suture under SCHED_FIFO 1, above "
+                         "everything else on the machine (an approximation of dedicated cores)")
     ap.add_argument("--pinning", action="store_true",
                     help="also run each apply with suture on the server's CPU, to measure what pinning buys")
     ap.add_argument("--out-dir", default=os.path.join(HERE, "results"))
@@ -651,7 +660,9 @@ def main():
             "machine": f"{ncpu} cores, {os.uname().release}", "keys": args.keys, "rate": args.rate,
             "connections": args.connections, "duration": args.duration, "at": args.at,
             "window": args.window, "loadavg": " ".join(f"{v:.1f}" for v in os.getloadavg()),
-            "suture_modes": sorted(available), "rdb_mb": 0, "cache": args.cache}
+            "suture_modes": sorted(available), "rdb_mb": 0, "cache": args.cache,
+            "scheduling": f"SCHED_FIFO (server and generator {RT_LOAD}, suture {RT_SUTURE})" if args.rt
+            else "default (SCHED_OTHER, nice 0)"}
 
     def cpu_name(cpu):
         return "unpinned" if cpu is None else f"CPU {cpu}" + (" (server's)" if cpu == server_cpu else "")
@@ -719,7 +730,7 @@ def main():
 
     try:
         if only & {"redis", "redis-benchmark"}:
-            redis = Redis(args.cache, work, args.keys, server_cpu)
+            redis = Redis(args.cache, work, args.keys, server_cpu, args.rt and RT_LOAD)
             meta["redis"] = redis.version()
             try:
                 redis.start()
@@ -755,7 +766,7 @@ def main():
             finally:
                 redis.stop()
         if "memcached" in only:
-            mc = Memcached(args.cache, work, args.keys, server_cpu)
+            mc = Memcached(args.cache, work, args.keys, server_cpu, args.rt and RT_LOAD)
             meta["memcached"] = mc.version()
             try:
                 mc.start()
