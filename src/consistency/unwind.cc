@@ -541,6 +541,12 @@ Backtrace Unwinder::unwind(pid_t tid, const user_regs_struct& registers, size_t 
   return trace;
 }
 
+void Unwinder::forget_memory() {
+  impl_->pages.clear();
+  impl_->last_page_address = ~0ull;
+  impl_->last_page = nullptr;
+}
+
 void Unwinder::invalidate() {
   impl_->forget();
   unw_flush_cache(impl_->as, 0, 0);

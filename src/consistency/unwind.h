@@ -39,6 +39,10 @@ class Unwinder {
   // tables found and libunwind's cached frame rules, since objects may have been
   // loaded or unloaded meanwhile.
   void invalidate();
+  // Forget cached memory only (stacks change as threads run), keeping the
+  // unwind tables and frame rules: for unwinding running threads one at a time
+  // while no object is loaded or unloaded.
+  void forget_memory();
 
  private:
   struct Impl;

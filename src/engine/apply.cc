@@ -11,6 +11,8 @@
 //      its current replacement)
 //   5. write the jumps and mark the records active
 //   6. release; report the pause (the longest any thread was held)
+// In zero-suspend mode steps 4-6 are one live switch instead (live-switch.cc):
+// entries change while every thread runs, each thread held alone if at all.
 // Applying several patches in one call is all or nothing: one undo log spans them.
 #include <sys/mman.h>
 
@@ -208,6 +210,32 @@ Prepared prepare(process::Tracee& tracee, TargetModel& model, UndoLog& undo,
   return p;
 }
 
+// Zero-suspend: the entries change while the target runs.
+consistency::LiveSwitchReport switch_live(pid_t pid, const std::vector<Prepared>& prepared,
+                                          std::chrono::milliseconds timeout, UndoLog& undo) {
+  std::vector<consistency::EntryChange> changes;
+  consistency::LiveSwitchOptions options;
+  options.timeout = timeout;
+  for (const auto& p : prepared) {
+    for (const auto& d : p.record.redirects)
+      changes.push_back({d.name, d.site, d.original, d.jump, d.thunk.empty() ? d.destination : d.thunk.start});
+    options.old_code.insert(options.old_code.end(), p.busy.begin(), p.busy.end());
+    options.steer_code.push_back({p.record.text, fmt::format("the code of patch {}", p.record.id)});
+    if (!p.record.thunks.empty())
+      options.steer_code.push_back({p.record.thunks, fmt::format("the thunks of patch {}", p.record.id)});
+  }
+  try {
+    return consistency::switch_entries_live(pid, changes, options);
+  } catch (const consistency::SteeredThreadsRemain& e) {
+    // A thread still runs the new code: unmapping it would crash the target.
+    // Its records stay "prepared" (no function redirected); revert removes them.
+    undo.commit();
+    std::string ids;
+    for (const auto& p : prepared) ids += " " + p.record.id;
+    fail("{}; `suture revert {}{}` removes it", e.what(), pid, ids);
+  }
+}
+
 }  // namespace
 
 std::vector<PatchInput> load_patch_inputs(const std::vector<std::string>& paths) {
@@ -284,6 +312,21 @@ ApplyReport apply(pid_t pid, const std::vector<PatchInput>& patches, const Apply
         fail("{}: {} is also replaced by patch {} in this call", p.input->origin, d.name, it->second);
   tracee.release_all();
   check_interrupt();
+
+  if (options.mode == Mode::zero_suspend) {
+    report.mode = Mode::zero_suspend;
+    report.live = switch_live(pid, prepared, options.timeout, undo);
+    for (auto& p : prepared) {
+      write_record_state(tracee.memory(), p.record, RecordState::active);
+      p.record.state = RecordState::active;
+    }
+    undo.commit();
+    report.pause = std::max(tracee.longest_hold(), report.live.longest_hold);
+    report.threads = report.live.threads;
+    for (auto& p : prepared) report.applied.push_back(std::move(p.record));
+    report.total = Clock::now() - started;
+    return report;
+  }
 
   // 4. stop the world at a safe point
   std::vector<consistency::BusyRange> busy;

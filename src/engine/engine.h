@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/remote-addr.h"
+#include "consistency/live-switch.h"
 #include "engine/patch-record.h"
 #include "patchfile/patch-file.h"
 
@@ -26,8 +27,15 @@ struct PatchInput {
 // that starts with the patch magic). Throws Error naming the bad file.
 std::vector<PatchInput> load_patch_inputs(const std::vector<std::string>& paths);
 
+// How the switch to new code is made consistent (see consistency/).
+enum class Mode {
+  stop_the_world,  // every thread held at once, none inside a function being replaced
+  zero_suspend,    // entries switched while threads run; each held alone, briefly, if at all
+};
+
 struct ApplyOptions {
   std::chrono::milliseconds timeout{10'000};  // waiting for threads to leave busy functions
+  Mode mode = Mode::stop_the_world;
 };
 
 struct SkippedPatch {
@@ -41,7 +49,9 @@ struct ApplyReport {
   std::chrono::nanoseconds pause{0};   // the longest time any thread was held
   std::chrono::nanoseconds total{0};   // wall time of the whole operation
   int attempts = 0;                    // consistency checks made
-  size_t threads = 0;                  // threads held at the switch
+  size_t threads = 0;                  // threads held at the switch (of the process, in zero-suspend)
+  Mode mode = Mode::stop_the_world;
+  consistency::LiveSwitchReport live;  // zero-suspend: what the switch did
 };
 
 // Applies every patch that matches an object of the process, all or nothing.
@@ -49,6 +59,7 @@ ApplyReport apply(pid_t pid, const std::vector<PatchInput>& patches, const Apply
 
 struct RevertOptions {
   std::chrono::milliseconds timeout{10'000};
+  Mode mode = Mode::stop_the_world;
 };
 
 struct RevertReport {
@@ -57,6 +68,8 @@ struct RevertReport {
   std::chrono::nanoseconds total{0};
   int attempts = 0;
   size_t threads = 0;
+  Mode mode = Mode::stop_the_world;
+  consistency::LiveSwitchReport live;
 };
 
 // Reverts the patches with these ids (unique prefixes accepted), or all when empty,

@@ -23,8 +23,19 @@ void check_result(int64_t result, const char* what) {
 
 int64_t remote_syscall(process::Tracee& tracee, long number, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
                        uint64_t a5, uint64_t a6) {
-  if (tracee.held_threads().empty()) tracee.hold_one();
-  return tracee.syscall(number, a1, a2, a3, a4, a5, a6);
+  // With nothing held, one thread is held for this call alone: a hold lasts one
+  // system call (tens of microseconds), never a sequence of them.
+  if (!tracee.held_threads().empty()) return tracee.syscall(number, a1, a2, a3, a4, a5, a6);
+  tracee.hold_one();
+  int64_t result;
+  try {
+    result = tracee.syscall(number, a1, a2, a3, a4, a5, a6);
+  } catch (...) {
+    tracee.release_all();
+    throw;
+  }
+  tracee.release_all();
+  return result;
 }
 
 void unmap_region(process::Tracee& tracee, RemoteRange range) {

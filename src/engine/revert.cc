@@ -6,6 +6,10 @@
 //   3. stop the world when no thread is inside the new code of any of them
 //   4. check every entry still holds our jump, then put the original bytes back
 //   5. unmap the regions; release
+// In zero-suspend mode steps 3-4 are one live switch (live-switch.cc): the
+// entries change back while every thread runs (a call that arrives meanwhile is
+// steered to the code still in place), then we wait, holding no one for more
+// than a moment, until no thread runs the code that goes; then unmap.
 #include <algorithm>
 #include <set>
 
@@ -67,6 +71,68 @@ void check_dependencies(const std::vector<PatchRecord>& records, const std::vect
   }
 }
 
+// The patch's code and thunks: nothing may run there when it is unmapped.
+std::vector<consistency::BusyRange> code_of(const std::vector<const PatchRecord*>& chosen) {
+  std::vector<consistency::BusyRange> busy;
+  for (const auto* r : chosen) {
+    busy.push_back({r->text, fmt::format("the code of patch {}", r->id)});
+    if (!r->thunks.empty()) busy.push_back({r->thunks, fmt::format("the thunks of patch {}", r->id)});
+  }
+  return busy;
+}
+
+// Unmaps the regions of reverted patches; failures are collected, not thrown.
+void unmap_all(process::Tracee& tracee, const std::vector<const PatchRecord*>& chosen) {
+  std::vector<std::string> leftovers;
+  for (const auto* r : chosen) {
+    try {
+      unmap_region(tracee, r->region);
+    } catch (const TargetGone&) {
+      throw;
+    } catch (const Error& e) {
+      leftovers.push_back(fmt::format("patch {}: {}", r->id, e.what()));
+    }
+  }
+  tracee.release_all();
+  if (!leftovers.empty())
+    fail("reverted, but the memory of {} could not be unmapped: {}", leftovers.size() == 1 ? "a patch" : "patches",
+         fmt::join(leftovers, "; "));
+}
+
+RevertReport revert_live(pid_t pid, process::Tracee& tracee, const std::vector<const PatchRecord*>& chosen,
+                         const RevertOptions& options, std::chrono::steady_clock::time_point started) {
+  RevertReport report;
+  report.mode = Mode::zero_suspend;
+  std::vector<consistency::EntryChange> changes;
+  for (const auto* r : chosen) {
+    for (const auto& d : r->redirects) {
+      auto now = tracee.memory().read(d.site, d.jump.size());
+      if (now == d.jump)
+        changes.push_back({d.name, d.site, d.jump, d.original, d.thunk.empty() ? d.destination : d.thunk.start});
+      else if (!(r->state == RecordState::prepared && now == d.original))
+        fail("patch {}: the entry of {} at {} no longer holds its jump; not reverting anything", r->id, d.name, d.site);
+    }
+  }
+  consistency::LiveSwitchOptions live;
+  live.timeout = options.timeout;
+  live.wait_clear = code_of(chosen);
+  live.old_code = live.wait_clear;
+  tracee.release_all();
+  if (changes.empty()) {
+    // Only unfinished applies: nothing redirected; wait for nobody.
+    report.live.threads = 0;
+  } else {
+    report.live = consistency::switch_entries_live(pid, changes, live);
+  }
+  // Entries are back and nobody runs the code: from here on, only unmapping.
+  unmap_all(tracee, chosen);
+  report.pause = std::max(tracee.longest_hold(), report.live.longest_hold);
+  report.threads = report.live.threads;
+  for (const auto* r : chosen) report.reverted.push_back(*r);
+  report.total = std::chrono::steady_clock::now() - started;
+  return report;
+}
+
 }  // namespace
 
 RevertReport revert(pid_t pid, const std::vector<std::string>& ids, const RevertOptions& options) {
@@ -80,13 +146,10 @@ RevertReport revert(pid_t pid, const std::vector<std::string>& ids, const Revert
   auto chosen = select(records, ids, pid);
   check_dependencies(records, chosen);
   check_interrupt();
+  if (options.mode == Mode::zero_suspend) return revert_live(pid, tracee, chosen, options, started);
 
   // No thread may be running (or be about to return into) the code that goes away.
-  std::vector<consistency::BusyRange> busy;
-  for (const auto* r : chosen) {
-    busy.push_back({r->text, fmt::format("the code of patch {}", r->id)});
-    if (!r->thunks.empty()) busy.push_back({r->thunks, fmt::format("the thunks of patch {}", r->id)});
-  }
+  auto busy = code_of(chosen);
   auto safe = consistency::wait_for_safe_point(tracee, busy, options.timeout);
   report.attempts = safe.attempts;
   if (!safe.safe) fail("{}", model.describe_refusal(safe, options.timeout));
@@ -119,20 +182,7 @@ RevertReport revert(pid_t pid, const std::vector<std::string>& ids, const Revert
   // unmapping cannot be undone. A region that will not unmap stays as unused
   // memory and is reported.
   undo.commit();
-  std::vector<std::string> leftovers;
-  for (const auto* r : chosen) {
-    try {
-      unmap_region(tracee, r->region);
-    } catch (const TargetGone&) {
-      throw;
-    } catch (const Error& e) {
-      leftovers.push_back(fmt::format("patch {}: {}", r->id, e.what()));
-    }
-  }
-  tracee.release_all();
-  if (!leftovers.empty())
-    fail("reverted, but the memory of {} could not be unmapped: {}", leftovers.size() == 1 ? "a patch" : "patches",
-         fmt::join(leftovers, "; "));
+  unmap_all(tracee, chosen);
 
   report.pause = tracee.longest_hold();
   for (const auto* r : chosen) report.reverted.push_back(*r);

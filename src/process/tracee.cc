@@ -164,6 +164,8 @@ struct Thread {
   bool stop_is_signal = false;  // ...a signal-delivery-stop: a signal can be injected on resume
   bool can_run_code = false;  // ...and not in the middle of a system call of its own
   bool foreign = false;       // a child process auto-attached by TRACECLONE: let go at once
+  bool group_stop = false;    // ...in a group stop (attached mode resumes it with PTRACE_LISTEN)
+  bool blocks_sigtrap = false;  // attached mode: SIGTRAP was in its mask when we attached
   // Signals taken from the thread while we held it, to give back at release.
   std::vector<siginfo_t> deferred;
 };
@@ -193,6 +195,8 @@ struct Tracee::Impl {
   bool target_is_our_child = false;
   std::map<pid_t, Thread> threads;  // seized threads (held once `stopped`)
   bool holding_all = false;
+  bool attached_running = false;  // see Tracee::attach_running()
+  std::function<bool(Tracee::Trap&)> trap_handler;
   pid_t worker = 0;  // the thread from hold_one()
   std::optional<RemoteAddr> syscall_insn;
   std::optional<RemoteAddr> trap_insn;
@@ -239,6 +243,9 @@ struct Tracee::Impl {
     Backoff backoff;
     for (;;) {
       if (auto status = try_wait(tid)) return status;
+      // Attached to running threads: a trap of another thread must not wait
+      // for this one (it is held meanwhile).
+      if (attached_running && serve_others(tid)) continue;
       if (interruptible) check_interrupt();
       if (backoff.time_to_look()) {
         char state = thread_state(pid, tid);
@@ -295,6 +302,8 @@ struct Tracee::Impl {
     t.state = 'R';
     // clone() without CLONE_THREAD makes a process, not one of our threads.
     t.foreign = thread_state(pid, child) == '\0' && access(fmt::format("/proc/{}", child).c_str(), F_OK) == 0;
+    // A new thread starts with its creator's mask.
+    if (attached_running && !t.foreign) t.blocks_sigtrap = mask_has_sigtrap(child);
     threads.emplace(child, std::move(t));
   }
 
@@ -313,6 +322,7 @@ struct Tracee::Impl {
     t.stopped = true;
     t.stop_is_signal = stop.kind == StopKind::Signal;
     t.can_run_code = stop.kind == StopKind::Event || stop.kind == StopKind::Signal;
+    t.group_stop = stop.kind == StopKind::Event && stop.signal != SIGTRAP;
     if (stop.kind == StopKind::SyscallEvent &&
         (stop.event == PTRACE_EVENT_CLONE || stop.event == PTRACE_EVENT_FORK || stop.event == PTRACE_EVENT_VFORK)) {
       unsigned long child = 0;
@@ -320,14 +330,14 @@ struct Tracee::Impl {
     }
     if (stop.kind == StopKind::Signal) {
       // Raced with our interrupt: keep the thread in this stop and deliver the
-      // signal when we let it go.
+      // signal when we let it go (unless it is a trap of ours).
       siginfo_t info{};
       if (ptrace(PTRACE_GETSIGINFO, tid, nullptr, &info) != 0) {
         info = siginfo_t{};
         info.si_signo = stop.signal;
         info.si_code = SI_USER;
       }
-      t.deferred.push_back(info);
+      if (!offer_trap(tid, info)) t.deferred.push_back(info);
     }
     if (t.foreign) {
       release_thread(t);
@@ -411,6 +421,7 @@ struct Tracee::Impl {
   // Lets one thread go. Never throws.
   void release_thread(Thread& t) noexcept {
     try {
+      if (!t.stopped && attached_running) return;  // running: nothing to let go of
       if (!t.stopped) {
         auto status = wait_status(t.tid, Clock::now() + kReleaseTimeout, false);
         if (!status) return;  // stuck; detaching needs a stop. Nothing safe is left to do.
@@ -444,6 +455,15 @@ struct Tracee::Impl {
       for (size_t i = first_to_requeue; i < t.deferred.size(); ++i) requeue(t, t.deferred[i]);
       t.deferred.clear();
       note_hold_ended(t);
+      if (attached_running) {
+        // Stay attached: resume (a group stop is left to the kernel with LISTEN).
+        auto request = t.group_stop && inject == 0 ? PTRACE_LISTEN : PTRACE_CONT;
+        if (ptrace(request, t.tid, nullptr, reinterpret_cast<void*>(static_cast<long>(inject))) != 0 && errno == ESRCH)
+          forget(t.tid);
+        else
+          t.stopped = false, t.held_since = {};
+        return;
+      }
       if (ptrace(PTRACE_DETACH, t.tid, nullptr, reinterpret_cast<void*>(static_cast<long>(inject))) != 0 &&
           errno == ESRCH)
         reap_dead(t.tid);
@@ -456,12 +476,26 @@ struct Tracee::Impl {
   void release_one(pid_t tid) noexcept {
     auto it = threads.find(tid);
     if (it == threads.end()) return;
+    if (attached_running) {
+      release_thread(it->second);  // stays attached and in the map (unless gone)
+      if (worker == tid) worker = 0;
+      return;
+    }
     release_thread(it->second);
     threads.erase(tid);  // by key: release_thread() may have erased it already
     if (worker == tid) worker = 0;
   }
 
   void release_all() noexcept {
+    if (attached_running) {
+      std::vector<pid_t> held_now;
+      for (auto& [tid, t] : threads)
+        if (t.stopped) held_now.push_back(tid);
+      for (pid_t tid : held_now) release_one(tid);
+      holding_all = false;
+      worker = 0;
+      return;
+    }
     // Releasing a thread may reveal one it had just created; loop until empty.
     while (!threads.empty()) release_one(threads.begin()->first);
     holding_all = false;
@@ -471,6 +505,7 @@ struct Tracee::Impl {
   // --- holding ---------------------------------------------------------------
 
   void hold_all() {
+    if (attached_running) fail("internal: hold_all() while attached to running threads");
     // A worker held alone was seized without TRACECLONE. That it is still in
     // its stop is checked on the way: a thread killed since is not.
     std::vector<pid_t> known;
@@ -530,6 +565,15 @@ struct Tracee::Impl {
     std::stable_sort(candidates.begin(), candidates.end());
     for (auto [rank, tid] : candidates) {
       check_interrupt();
+      if (attached_running) {
+        if (!threads.contains(tid) || !hold_attached(tid)) continue;
+        if (!threads[tid].can_run_code) {
+          release_one(tid);
+          continue;
+        }
+        worker = tid;
+        return tid;
+      }
       if (threads.contains(tid)) continue;
       if (!seize(tid, false)) continue;
       wait_all_stopped(true);
@@ -544,6 +588,198 @@ struct Tracee::Impl {
     }
     if (!process_alive(pid)) throw TargetGone(fmt::format("process {} exited", pid));
     fail("process {}: no thread could be held", pid);
+  }
+
+  // --- attached mode -------------------------------------------------------------
+
+  // Attaches without stopping; see Tracee::attach_running().
+  bool seize_running(pid_t tid) {
+    char state = thread_state(pid, tid);
+    if (state == '\0' || state == 'Z' || state == 'X') return false;
+    for (int attempt = 0;; ++attempt) {
+      if (ptrace(PTRACE_SEIZE, tid, nullptr, reinterpret_cast<void*>(long{PTRACE_O_TRACECLONE})) == 0) break;
+      int err = errno;
+      if (err == ESRCH) return false;
+      state = thread_state(pid, tid);
+      if (state == '\0' || state == 'Z' || state == 'X') return false;
+      auto tracer = status_field(pid, tid, "TracerPid");
+      if (tracer && *tracer == std::to_string(gettid())) {
+        adopt(tid);  // attached by the kernel already (TRACECLONE); its first stop is on the way
+        return true;
+      }
+      if (tracer && *tracer != "0")
+        fail("process {}: thread {} is already traced by process {} (a debugger?)", pid, tid, *tracer);
+      if (attempt == 50) fail("process {}: cannot attach to thread {}: {}", pid, tid, errno_text(err));
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    Thread t;
+    t.tid = tid;
+    t.state = state;
+    t.blocks_sigtrap = mask_has_sigtrap(tid);
+    threads.emplace(tid, std::move(t));
+    return true;
+  }
+
+  bool mask_has_sigtrap(pid_t tid) const {
+    auto blocked = status_field(pid, tid, "SigBlk");
+    return blocked && (std::strtoull(blocked->c_str(), nullptr, 16) & sig_bit(SIGTRAP));
+  }
+
+  // A trap we caused in a thread that blocks SIGTRAP made the kernel unblock it
+  // (a forced signal); put the thread's mask back as it was.
+  void reblock_sigtrap(const Thread& t) {
+    if (t.blocks_sigtrap) set_sigmask(t.tid, get_sigmask(t.tid) | sig_bit(SIGTRAP));
+  }
+
+  void attach_running() {
+    if (attached_running) return;
+    if (!threads.empty()) fail("internal: attach_running() while threads are held");
+    attached_running = true;
+    // Threads created by attached threads are attached by the kernel; a listing
+    // that shows nothing new means nobody unattached is left to create one.
+    auto deadline = Clock::now() + kStopTimeout;
+    for (;;) {
+      bool found_new = false;
+      for (pid_t tid : list_threads(pid))
+        if (!threads.contains(tid) && seize_running(tid)) found_new = true;
+      if (!found_new) break;
+      if (Clock::now() >= deadline) fail("process {}: threads keep appearing; cannot attach to all", pid);
+    }
+    if (threads.empty()) throw TargetGone(fmt::format("process {} exited", pid));
+  }
+
+  // Interrupts one attached running thread and waits for its stop. False if it
+  // is gone.
+  bool hold_attached(pid_t tid) {
+    auto it = threads.find(tid);
+    if (it == threads.end()) return false;
+    if (it->second.stopped) return true;
+    if (ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0) {
+      if (errno == ESRCH) {
+        forget(tid);
+        return false;
+      }
+      fail("process {}: cannot interrupt thread {}: {}", pid, tid, errno_text(errno));
+    }
+    auto status = wait_status(tid, Clock::now() + kStopTimeout, true);
+    if (!status) fail("process {}: thread {} ({}) did not stop within {} s", pid, tid, thread_name(pid, tid),
+                      std::chrono::duration_cast<std::chrono::seconds>(kStopTimeout).count());
+    // Held from the moment it stopped (as near as we can tell): until then it ran.
+    threads[tid].held_since = Clock::now();
+    if (!absorb(tid, *status)) {
+      reap_dead(tid);
+      return false;
+    }
+    return true;
+  }
+
+  // Handles one pending stop of an attached thread other than `busy`; true if
+  // there was one.
+  bool serve_others(pid_t busy) {
+    siginfo_t peek{};
+    if (waitid(P_ALL, 0, &peek, WEXITED | WSTOPPED | __WALL | WNOHANG | WNOWAIT) != 0 || peek.si_pid == 0 ||
+        peek.si_pid == busy)
+      return false;
+    handle_running_stop(peek.si_pid);
+    return true;
+  }
+
+  // Gives a signal stop to the trap handler; true if it was ours (the thread
+  // then has the handler's registers and must not get the signal).
+  bool offer_trap(pid_t tid, const siginfo_t& info) {
+    if (!trap_handler) return false;
+    Tracee::Trap trap;
+    trap.tid = tid;
+    trap.info = info;
+    trap.regs = get_regs(tid);
+    if (!trap_handler(trap)) return false;
+    set_regs(tid, trap.regs);
+    if (auto it = threads.find(tid); it != threads.end()) reblock_sigtrap(it->second);
+    return true;
+  }
+
+  user_regs_struct step(pid_t tid) {
+    Thread& t = held(tid);
+    auto deadline = Clock::now() + kStepTimeout;
+    for (;;) {
+      auto next = resume_until_stop(t, PTRACE_SINGLESTEP, deadline, "single-step");
+      if (!next) fail("process {}: thread {}: a single step did not complete", pid, tid);
+      if (next->kind == StopKind::Gone) throw_gone(tid);
+      if (next->kind != StopKind::Signal) continue;
+      siginfo_t info = get_siginfo(tid, next->signal);
+      if (next->signal == SIGTRAP && info.si_code > 0 && info.si_code != SI_KERNEL) {
+        reblock_sigtrap(t);
+        return get_regs(tid);
+      }
+      if (offer_trap(tid, info)) return get_regs(tid);
+      t.deferred.push_back(info);  // not ours: give it back at release
+    }
+  }
+
+  size_t poll(std::chrono::microseconds wait) {
+    auto deadline = Clock::now() + wait;
+    size_t handled = 0;
+    for (;;) {
+      siginfo_t peek{};
+      int r = waitid(P_ALL, 0, &peek, WEXITED | WSTOPPED | __WALL | WNOHANG | WNOWAIT);
+      if (r == 0 && peek.si_pid != 0) {
+        handle_running_stop(peek.si_pid);
+        ++handled;
+        continue;
+      }
+      if (r != 0 && errno == ECHILD && !process_alive(pid)) throw TargetGone(fmt::format("process {} exited", pid));
+      if (handled > 0 || Clock::now() >= deadline) return handled;
+      if (threads.empty() && !process_alive(pid)) throw TargetGone(fmt::format("process {} exited", pid));
+      timespec ts{0, 10'000};
+      nanosleep(&ts, nullptr);
+    }
+  }
+
+  // One status of an attached thread that we did not ask for.
+  void handle_running_stop(pid_t tid) {
+    auto noticed = Clock::now();
+    auto status = try_wait(tid);
+    if (!status) return;
+    if (*status == 0 && tid == pid && target_is_our_child) throw TargetGone(fmt::format("process {} exited", pid));
+    if (!threads.contains(tid)) adopt(tid);  // a new thread, attached by the kernel
+    Thread& t = threads[tid];
+    Stop stop = decode(*status);
+    if (stop.kind == StopKind::Gone) {
+      threads.erase(tid);
+      if (worker == tid) worker = 0;
+      return;
+    }
+    if (t.held_since == Clock::time_point{}) t.held_since = noticed;
+    t.stopped = true;
+    long request = PTRACE_CONT;
+    long inject = 0;
+    switch (stop.kind) {
+      case StopKind::SyscallEvent: {
+        unsigned long child = 0;
+        if (ptrace(PTRACE_GETEVENTMSG, tid, nullptr, &child) == 0 && child > 0) adopt(static_cast<pid_t>(child));
+        break;
+      }
+      case StopKind::Event:
+        if (t.foreign) {
+          release_thread(t);  // not one of our threads (a child process): detach
+          threads.erase(tid);
+          return;
+        }
+        if (stop.signal != SIGTRAP) request = PTRACE_LISTEN;  // group stop: leave it to the kernel
+        break;
+      case StopKind::Signal:
+        if (!offer_trap(tid, get_siginfo(tid, stop.signal))) inject = stop.signal;
+        break;
+      case StopKind::Gone: break;
+    }
+    note_hold_ended(t);
+    t.held_since = {};
+    if (ptrace(static_cast<__ptrace_request>(request), tid, nullptr, reinterpret_cast<void*>(inject)) != 0 &&
+        errno == ESRCH) {
+      forget(tid);
+      return;
+    }
+    t.stopped = false;
   }
 
   // Whether the system call `tid` is blocked in fails with EINTR when the
@@ -980,6 +1216,29 @@ std::vector<ThreadInfo> Tracee::held_threads() const {
   }
   return held;
 }
+
+void Tracee::attach_running() { impl_->attach_running(); }
+
+bool Tracee::attached_running() const { return impl_->attached_running; }
+
+void Tracee::hold(pid_t tid) {
+  if (!impl_->attached_running) fail("internal: Tracee::hold() needs attach_running()");
+  if (!impl_->hold_attached(tid)) throw TargetGone(fmt::format("process {}: thread {} exited", impl_->pid, tid));
+}
+
+void Tracee::release(pid_t tid) { impl_->release_one(tid); }
+
+std::vector<pid_t> Tracee::threads() const {
+  std::vector<pid_t> all;
+  for (auto& [tid, t] : impl_->threads) all.push_back(tid);
+  return all;
+}
+
+void Tracee::on_trap(std::function<bool(Trap&)> handler) { impl_->trap_handler = std::move(handler); }
+
+size_t Tracee::poll(std::chrono::microseconds wait) { return impl_->poll(wait); }
+
+user_regs_struct Tracee::step(pid_t tid) { return impl_->step(tid); }
 
 user_regs_struct Tracee::registers(pid_t tid) const {
   impl_->held(tid);

@@ -10,10 +10,12 @@
 #pragma once
 
 #include <sys/types.h>
+#include <signal.h>
 #include <sys/user.h>
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -58,6 +60,48 @@ class Tracee {
   void release_all();
   bool all_held() const;
   std::vector<ThreadInfo> held_threads() const;
+
+  // --- staying attached while threads run (zero-suspend mode) ------------------
+  //
+  // attach_running() attaches to every thread (and, through PTRACE_O_TRACECLONE,
+  // to every thread created from then on) without stopping any of them. Attached
+  // threads run freely; one that traps or receives a signal stops until poll()
+  // deals with it. hold()/release() and hold_one() then interrupt and resume one
+  // attached thread at a time, and release resumes instead of detaching.
+  //
+  // Attachments made this way end only when the controller thread that made
+  // them exits: the kernel then detaches every tracee without stopping it, which
+  // is the one way to let a running thread go unseen (PTRACE_DETACH needs a
+  // stop). So call attach_running() on a thread of its own, drain poll(), and end
+  // that thread; the destructor leaves running attached threads alone.
+  void attach_running();
+  bool attached_running() const;
+  // Holds one attached thread (interrupts it and waits for the stop).
+  void hold(pid_t tid);
+  // Resumes one held thread (attached mode: stays attached; otherwise detaches).
+  void release(pid_t tid);
+  // Every thread we are attached to or holding.
+  std::vector<pid_t> threads() const;
+
+  // A thread of an attached process that stopped with a signal: `regs` may be
+  // changed by the handler, which returns true to resume the thread with them
+  // and without the signal (the trap was ours), false to deliver the signal.
+  struct Trap {
+    pid_t tid = 0;
+    siginfo_t info{};
+    user_regs_struct regs{};
+  };
+  // Installs the handler every signal stop of an attached thread is offered to
+  // first, whether poll() collects it or a hold() finds it.
+  void on_trap(std::function<bool(Trap&)> handler);
+  // Collects the stops of attached running threads for up to `wait` (returns as
+  // soon as one was handled, or at once with wait = 0): signal stops go to the
+  // trap handler, else are delivered; new threads, interrupt stops and group
+  // stops are resumed as the kernel would; exits are forgotten. Returns the
+  // number of stops handled.
+  size_t poll(std::chrono::microseconds wait);
+  // Executes one instruction of a held thread; returns its registers after it.
+  user_regs_struct step(pid_t tid);
 
   // Registers of a held thread.
   user_regs_struct registers(pid_t tid) const;

@@ -20,14 +20,14 @@
 #   fix NAME SRC [FLAGS...]         the patch author's compile: cc -c -O2 -fPIC -I include
 #   pack NAME TARGET_FILE           suture pack --target $W/TARGET_FILE $W/NAME.o -o $W/NAME.sut
 #   pack_fails REGEX NAME TARGET_FILE
-#   apply [--timeout S] [--json] NAME|DIR...   expects success; NAME means $W/NAME.sut
+#   apply [--timeout S] [--mode M] [--json] NAME|DIR...   expects success; NAME means $W/NAME.sut
 #   apply_fails REGEX [--timeout S] NAME|DIR...
 #                                   expects exit != 0, a first stderr line
 #                                   "suture: error: ..." matching REGEX, and the
 #                                   target untouched: same threads, same mappings,
 #                                   same bytes in every executable mapping, still
 #                                   running, still printing
-#   revert [--timeout S] [NAME...]  all patches when no NAME
+#   revert [--timeout S] [--mode M] [NAME...]  all patches when no NAME
 #   revert_fails REGEX [NAME...]
 #   status_has NAME... / status_lacks NAME... / status_empty
 #   wait_for REGEX [TIMEOUT]        a new line (since the last step) matching REGEX;
@@ -251,7 +251,7 @@ split_options() {
   REST=()
   while [[ $# -gt 0 ]]; do
     case $1 in
-      --timeout) OPTS+=("$1" "$2"); shift 2 ;;
+      --timeout | --mode) OPTS+=("$1" "$2"); shift 2 ;;
       --*) OPTS+=("$1"); shift ;;
       *) REST=("$@"); return ;;
     esac
@@ -388,7 +388,7 @@ apply() {
       fail "apply --json printed invalid JSON"
   else
     grep -qi 'applied' "$LAST_OUT" || fail "apply does not say what it applied"
-    grep -qiE 'pause' "$LAST_OUT" || fail "apply does not report the pause"
+    grep -qiE 'pause|longest hold' "$LAST_OUT" || fail "apply does not report the pause"
   fi
   alive
 }

@@ -6,7 +6,14 @@
 //             with --deep N there are N of them: deep, deep-1, ... deep-(N-1).
 //   lingerer  lingerer_main -> idle, blocked in read() on a command pipe; on
 //             "linger MS" it runs linger(), which stays for MS ms and returns.
-//   main      reads commands on stdin: "ping" (answers "pong"), "linger MS".
+//   hammer-K  with --hammer N: calls answer() back to back and checks each
+//             result: 2*s+1 (answer) or 2*s+7 (answer_new), nothing else.
+//             answer() keeps callee-saved registers, so its first five bytes
+//             are several instructions (pushes).
+//   main      reads commands on stdin: "ping" (answers "pong"), "linger MS",
+//             "counts" (answers "counts OLD NEW BAD": hammer results so far),
+//             "catch-sigtrap" (installs a SIGTRAP handler; answers "caught").
+//             With --hammers-block-sigtrap 1 the hammers block SIGTRAP.
 //
 // It prints "fn NAME ADDRESS SIZE" for the functions the tests look for (from
 // its own dynamic symbol table: it is linked with -rdynamic), "thread NAME TID"
@@ -15,6 +22,7 @@
 #include <dlfcn.h>
 #include <link.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,6 +43,8 @@ volatile bool g_forever = true;  // keeps the compiler from proving loops endles
 int g_never_written[2];          // pipe the parked readers block on
 int g_commands[2];               // pipe main -> lingerer
 std::atomic<int> g_started{0};
+std::atomic<long> g_old{0}, g_new{0}, g_bad{0};
+bool g_hammers_block_sigtrap = false;
 
 void say(const std::string& line) {
   std::string text = line + "\n";
@@ -107,6 +117,46 @@ __attribute__((noinline, noclone)) long idle(int fd) {
   return n == sizeof ms ? ms : -1;
 }
 
+__attribute__((noinline, noclone)) long mix(long x) {
+  asm volatile("" : "+r"(x));
+  return x ^ (x >> 3);
+}
+
+__attribute__((noinline, noclone)) long answer(long x) {
+  long s = 0;
+  for (long i = 0; i < 4; i++) s += mix(x + i);
+  return 2 * s + 1;
+}
+
+__attribute__((noinline, noclone)) long answer_new(long x) {
+  long s = 0;
+  for (long i = 0; i < 4; i++) s += mix(x + i);
+  return 2 * s + 7;
+}
+
+void* hammer_main(void* arg) {
+  long k = reinterpret_cast<long>(arg);
+  char name[16];
+  std::snprintf(name, sizeof name, "hammer-%ld", k);
+  pthread_setname_np(pthread_self(), name);
+  if (g_hammers_block_sigtrap) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTRAP);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  }
+  g_started.fetch_add(1);
+  for (long x = k * 1000003; g_forever; x++) {
+    long r = answer(x);
+    long s = 0;
+    for (long i = 0; i < 4; i++) s += (x + i) ^ ((x + i) >> 3);
+    if (r == 2 * s + 1) g_old.fetch_add(1, std::memory_order_relaxed);
+    else if (r == 2 * s + 7) g_new.fetch_add(1, std::memory_order_relaxed);
+    else g_bad.fetch_add(1, std::memory_order_relaxed);
+  }
+  return nullptr;
+}
+
 // Never called: a range no thread is in.
 __attribute__((noinline, noclone, used)) int nobody(int x) {
   asm volatile("" : "+r"(x));
@@ -171,8 +221,10 @@ void print_function(const char* name) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int parked_count = 3, deep_count = 1;
+  int parked_count = 3, deep_count = 1, hammer_count = 0;
   for (int i = 1; i + 1 < argc; ++i) {
+    if (std::strcmp(argv[i], "--hammer") == 0) hammer_count = std::atoi(argv[i + 1]);
+    if (std::strcmp(argv[i], "--hammers-block-sigtrap") == 0) g_hammers_block_sigtrap = std::atoi(argv[i + 1]) != 0;
     if (std::strcmp(argv[i], "--parked") == 0) parked_count = std::atoi(argv[i + 1]);
     if (std::strcmp(argv[i], "--deep") == 0) deep_count = std::atoi(argv[i + 1]);
   }
@@ -195,7 +247,9 @@ int main(int argc, char** argv) {
     if (pthread_create(&thread, &attr, deep_main, &deep[static_cast<size_t>(i)]) != 0) return 3;
   }
   if (pthread_create(&thread, &attr, lingerer_main, &lingerer_tid) != 0) return 3;
-  while (g_started.load() < parked_count + deep_count + 1) sleep_ms(1);
+  for (long i = 0; i < hammer_count; ++i)
+    if (pthread_create(&thread, &attr, hammer_main, reinterpret_cast<void*>(i)) != 0) return 3;
+  while (g_started.load() < parked_count + deep_count + 1 + hammer_count) sleep_ms(1);
 
   print_function("busy");
   print_function("bottom");
@@ -203,6 +257,8 @@ int main(int argc, char** argv) {
   print_function("linger");
   print_function("idle");
   print_function("nobody");
+  print_function("answer");
+  print_function("answer_new");
   print_function("parked_main");
   print_function("deep_main");
   print_function("lingerer_main");
@@ -223,6 +279,14 @@ int main(int argc, char** argv) {
     } else if (std::sscanf(line, "linger %ld", &ms) == 1) {
       ssize_t n = ::write(g_commands[1], &ms, sizeof ms);
       (void)n;
+    } else if (std::strncmp(line, "counts", 6) == 0) {
+      say("counts " + std::to_string(g_old.load()) + " " + std::to_string(g_new.load()) + " " +
+          std::to_string(g_bad.load()));
+    } else if (std::strncmp(line, "catch-sigtrap", 13) == 0) {
+      struct sigaction action {};
+      action.sa_handler = [](int) {};
+      sigaction(SIGTRAP, &action, nullptr);
+      say("caught");
     }
   }
   return 0;

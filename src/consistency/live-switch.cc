@@ -1,0 +1,473 @@
+// Zero-suspend consistency: the entry switch.
+//
+// The problem. Writing a 5-byte jump over a running function's entry is unsafe
+// three ways: only single-byte writes are untorn, so a thread may execute half
+// old and half new bytes; a thread paused after the first of the instructions
+// the jump covers (a `push` of a three-push prologue) would resume in the middle
+// of the jump; and a core that already fetched the old bytes may run them after
+// the write unless it serializes (Intel SDM, cross-modifying code). Stop-the-world
+// answers all three by holding every thread; here no two threads are ever held
+// at once, and most are never held.
+//
+// The approach (the kernel's text_poke_bp, from outside the process):
+//   1. write int3 over the first byte of every entry; serialize every core that
+//      runs the process (membarrier PRIVATE_EXPEDITED_SYNC_CORE, a system call
+//      run in one thread of the target that was blocked anyway). From now on a
+//      thread that reaches an entry traps; we are attached to every thread
+//      (without stopping any), so the trap comes to us as a signal stop and we
+//      steer the thread where the finished entry will send it: it never sees
+//      the signal and never waits for the switch to finish.
+//   2. look at every thread once: one blocked in the kernel is unwound from the
+//      pc and sp the kernel shows in /proc/PID/task/TID/syscall without a hold;
+//      any other is held alone for a few microseconds. A thread stopped at an
+//      instruction boundary inside the bytes about to change is single-stepped
+//      out of them (the old instructions are intact behind the int3); one with a
+//      deeper frame there (a signal frame, a call inside the prologue) is waited
+//      for. Frames in the old functions are collected for the report: those
+//      calls finish in old code.
+//   3. write the tail bytes; serialize. 4. write the first byte; serialize.
+//   5. flush: a thread may have executed an int3 and not yet stopped (it was
+//      preempted in the kernel's trap path): until no thread has SIGTRAP
+//      pending or sits in an uncollected stop, and every runnable thread went
+//      once through a stop, keep serving traps. Only then may the controller
+//      thread end, which detaches every thread without stopping it.
+// A failure before step 4 finishes runs the same protocol back to `before`;
+// threads that trap meanwhile are sent back to the entry to retry, so they run
+// the old bytes once these are whole again.
+//
+// Rejected: writing the jump with one aligned 8-byte store (/proc/PID/mem and
+// ptrace copy bytes with no atomicity guarantee, and our jumps start wherever
+// the function does); emulating the covered instructions out of line (every
+// rip-relative form would need relocation; steering to the new code is exact);
+// holding each trapping thread until the switch ends (that is a suspension of
+// exactly the threads that serve requests).
+#include "consistency/live-switch.h"
+
+#include <linux/membarrier.h>
+#include <signal.h>
+#include <sys/syscall.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <exception>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "common/error.h"
+#include "common/interrupt.h"
+#include "process/proc-files.h"
+#include "process/tracee.h"
+#include "redirect/entry-jump.h"
+
+namespace suture::consistency {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr uint8_t kInt3 = 0xcc;
+constexpr uint64_t kSigtrapBit = 1ULL << (SIGTRAP - 1);
+
+// pc and sp of a thread blocked in the kernel, from /proc/PID/task/TID/syscall
+// ("NR arg1..arg6 sp pc", or "-1 sp pc" outside a system call); nullopt while
+// it runs.
+struct KernelView {
+  std::string text;
+  RemoteAddr sp, pc;
+};
+
+std::optional<KernelView> blocked_view(pid_t pid, pid_t tid) {
+  auto text = process::read_proc_file(fmt::format("/proc/{}/task/{}/syscall", pid, tid));
+  if (!text) return std::nullopt;
+  std::istringstream in(*text);
+  std::vector<std::string> fields;
+  for (std::string f; in >> f;) fields.push_back(f);
+  if (fields.size() < 3 || fields[0] == "running") return std::nullopt;
+  KernelView view;
+  view.text = *text;
+  view.sp = RemoteAddr(std::strtoull(fields[fields.size() - 2].c_str(), nullptr, 16));
+  view.pc = RemoteAddr(std::strtoull(fields.back().c_str(), nullptr, 16));
+  if (view.pc.value() == 0) return std::nullopt;
+  return view;
+}
+
+bool sigtrap_pending(pid_t pid, pid_t tid) {
+  auto field = process::status_field(pid, tid, "SigPnd");
+  return field && (std::strtoull(field->c_str(), nullptr, 16) & kSigtrapBit) != 0;
+}
+
+class Switch {
+ public:
+  Switch(pid_t pid, const std::vector<EntryChange>& changes, const LiveSwitchOptions& options)
+      : pid_(pid), changes_(changes), options_(options), tracee_(pid), unwinder_(pid) {}
+
+  LiveSwitchReport run() {
+    check_bytes_are(&EntryChange::before, "changed since we planned");
+    refuse_if_sigtrap_is_not_ours_to_take();
+    plan_windows();
+    tracee_.on_trap([this](process::Tracee::Trap& trap) { return on_trap(trap); });
+    tracee_.attach_running();
+    register_sync_core();
+    report_.threads = tracee_.threads().size();
+
+    auto started = Clock::now();
+    try {
+      // 1. every entry traps
+      for (const auto& c : changes_) write(c.site, {kInt3});
+      touched_ = true;
+      sync();
+      // 2. nobody inside the bytes about to change (a jump being replaced is
+      // one instruction: nobody can be inside it)
+      if (!boundaries_.empty()) examine_all_threads();
+      // 3. tails, 4. first bytes
+      for (const auto& c : changes_) write(c.site + 1, tail(c.after));
+      sync();
+      for (const auto& c : changes_) write(c.site, {c.after[0]});
+      sync();
+      report_.length = Clock::now() - started;
+      flush();
+      if (!options_.wait_clear.empty()) {
+        auto waiting = Clock::now();
+        wait_until_clear(options_.wait_clear, "still runs");
+        report_.waited_clear = Clock::now() - waiting;
+      }
+    } catch (...) {
+      auto error = std::current_exception();
+      if (touched_) roll_back();
+      std::rethrow_exception(error);
+    }
+    report_.longest_hold = std::max(report_.longest_hold, tracee_.longest_hold());
+    return report_;
+  }
+
+ private:
+  static std::vector<uint8_t> tail(const std::vector<uint8_t>& bytes) { return {bytes.begin() + 1, bytes.end()}; }
+
+  void write(RemoteAddr at, const std::vector<uint8_t>& bytes) {
+    tracee_.memory().write(at, bytes);
+    tracee_.poll(std::chrono::microseconds(0));
+  }
+
+  void check_bytes_are(std::vector<uint8_t> EntryChange::*which, const char* what) {
+    for (const auto& c : changes_) {
+      if ((c.*which).empty() || (c.*which).size() != c.after.size())
+        fail("internal: entry change of {} with mismatched sizes", c.function);
+      if (tracee_.memory().read(c.site, (c.*which).size()) != c.*which)
+        fail("the entry of {} at {} {}; nothing was changed", c.function, c.site, what);
+    }
+  }
+
+  // A forced SIGTRAP (our int3s, single steps) in a thread that blocks it makes
+  // the kernel unblock it in that thread (the tracee puts the mask back) and
+  // reset the process's handler to SIG_DFL, and an ignored one is reset to
+  // SIG_DFL too: refuse only where that reset would change something.
+  void refuse_if_sigtrap_is_not_ours_to_take() {
+    auto bit = [&](pid_t tid, const char* field) {
+      auto text = process::status_field(pid_, tid, field);
+      return text && (std::strtoull(text->c_str(), nullptr, 16) & kSigtrapBit) != 0;
+    };
+    if (bit(pid_, "SigIgn"))
+      fail("process {} ignores SIGTRAP, which zero-suspend mode traps with; use --mode stop-the-world", pid_);
+    if (!bit(pid_, "SigCgt")) return;
+    for (pid_t tid : process::list_threads(pid_))
+      if (bit(tid, "SigBlk"))
+        fail("process {} handles SIGTRAP and its thread {} blocks it: a trap there would reset the handler; use "
+             "--mode stop-the-world",
+             pid_, tid);
+  }
+
+  // The instruction boundaries strictly inside each change: where a thread can
+  // be stopped with the change half done.
+  void plan_windows() {
+    for (const auto& c : changes_) {
+      auto code = tracee_.memory().read(c.site, c.before.size() + 15);
+      code.resize(c.before.size() + 15);
+      std::copy(c.before.begin(), c.before.end(), code.begin());
+      size_t at = 0;
+      for (;;) {
+        size_t length = redirect::instruction_length(std::span(code).subspan(at));
+        if (length == 0) {
+          // Undecodable: every byte counts as a boundary.
+          for (size_t i = at + 1; i < c.before.size(); ++i) boundaries_.insert(c.site + static_cast<int64_t>(i));
+          break;
+        }
+        at += length;
+        if (at >= c.before.size()) break;
+        boundaries_.insert(c.site + static_cast<int64_t>(at));
+      }
+      sites_.emplace(c.site, &c);
+    }
+  }
+
+  bool inside_window(RemoteAddr pc) const { return boundaries_.contains(pc); }
+
+  bool on_trap(process::Tracee::Trap& trap) {
+    if (trap.info.si_signo != SIGTRAP || trap.info.si_code != SI_KERNEL) return false;
+    auto it = sites_.find(RemoteAddr(trap.regs.rip - 1));
+    if (it == sites_.end()) return false;
+    const EntryChange& c = *it->second;
+    if (rolling_back_) {
+      trap.regs.rip = c.site.value();  // retry: the entry is whole again soon
+    } else {
+      trap.regs.rip = c.steer_to.value();
+      ++report_.steered[c.function];
+      steered_any_ = true;
+    }
+    return true;
+  }
+
+  // A system call in one thread of the target, held alone for it.
+  int64_t remote(long number, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0) {
+    tracee_.hold_one();
+    int64_t result;
+    try {
+      result = tracee_.syscall(number, a1, a2, a3);
+    } catch (...) {
+      tracee_.release_all();
+      throw;
+    }
+    tracee_.release_all();
+    tracee_.poll(std::chrono::microseconds(0));
+    return result;
+  }
+
+  void register_sync_core() {
+    int64_t supported = remote(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    if (supported < 0 || !(supported & MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE))
+      fail("the kernel does not offer membarrier(PRIVATE_EXPEDITED_SYNC_CORE), which zero-suspend mode needs to "
+           "serialize the target's cores; use --mode stop-the-world");
+    int64_t r = remote(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0);
+    if (r < 0) fail("membarrier registration in process {} failed: {}", pid_, errno_text(static_cast<int>(-r)));
+  }
+
+  // Every core that runs a thread of the target executes a serializing
+  // instruction before that thread runs user code again; threads not running
+  // now serialize when they are next scheduled (the registration asks for it).
+  void sync() {
+    int64_t r = remote(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0);
+    if (r < 0) fail("membarrier in process {} failed: {}", pid_, errno_text(static_cast<int>(-r)));
+    ++report_.syncs;
+  }
+
+  // One look at a thread's stack: without a hold if it is blocked in the
+  // kernel away from the changing bytes, else held alone (and stepped out of
+  // them). nullopt if the thread is gone.
+  std::optional<Backtrace> look_at(pid_t tid) {
+    if (auto view = blocked_view(pid_, tid); view && !inside_window(view->pc)) {
+      user_regs_struct regs{};
+      regs.rip = view->pc.value();
+      regs.rsp = view->sp.value();
+      unwinder_.forget_memory();
+      Backtrace trace = unwinder_.unwind(tid, regs);
+      auto again = blocked_view(pid_, tid);
+      if (trace.complete && again && again->text == view->text) {
+        ++report_.threads_seen_running;
+        return trace;
+      }
+    }
+    try {
+      tracee_.hold(tid);
+    } catch (const TargetGone&) {
+      if (!process::process_alive(pid_)) throw;
+      return std::nullopt;
+    }
+    ++report_.threads_held;
+    user_regs_struct regs = tracee_.registers(tid);
+    for (int steps = 0; inside_window(RemoteAddr(regs.rip)); ++steps) {
+      if (steps == 16) {
+        tracee_.release(tid);
+        fail("thread {} does not leave the entry bytes of a function being switched", tid);
+      }
+      regs = tracee_.step(tid);
+      ++report_.steps;
+    }
+    unwinder_.forget_memory();
+    Backtrace trace = unwinder_.unwind(tid, regs);
+    tracee_.release(tid);
+    tracee_.poll(std::chrono::microseconds(0));
+    return trace;
+  }
+
+  static std::optional<std::string> function_in(const Backtrace& trace, const std::vector<BusyRange>& ranges,
+                                                bool exact_only_at_top) {
+    for (size_t i = 0; i < trace.pcs.size(); ++i) {
+      RemoteAddr probe = i == 0 || !exact_only_at_top ? trace.pcs[i] : trace.pcs[i] - 1;
+      for (const auto& r : ranges)
+        if (r.range.contains(probe)) return r.function;
+    }
+    return std::nullopt;
+  }
+
+  // Step 2: no thread may resume inside the bytes that change next.
+  void examine_all_threads() {
+    auto deadline = Clock::now() + options_.timeout;
+    std::vector<pid_t> todo = tracee_.threads();
+    for (auto delay = std::chrono::milliseconds(1);; delay = std::min(delay * 2, std::chrono::milliseconds(50))) {
+      std::vector<pid_t> again;
+      for (pid_t tid : todo) {
+        check_interrupt();
+        auto trace = look_at(tid);
+        if (!trace) continue;
+        bool deeper_in_window = false;
+        for (size_t i = 1; i < trace->pcs.size(); ++i)
+          if (inside_window(trace->pcs[i])) deeper_in_window = true;
+        if (deeper_in_window) {
+          again.push_back(tid);
+          continue;
+        }
+        if (auto f = function_in(*trace, options_.old_code, true))
+          report_.old_frames.push_back({tid, process::thread_name(pid_, tid), *f, *trace});
+      }
+      if (again.empty()) return;
+      if (Clock::now() + delay > deadline)
+        fail("thread {} ({}) would return into the first bytes of a function being switched (a signal handler or "
+             "a call inside its prologue is still running); nothing was changed",
+             again.front(), process::thread_name(pid_, again.front()));
+      serve_traps_for(delay);
+      todo = again;
+    }
+  }
+
+  void serve_traps_for(std::chrono::microseconds span) {
+    auto until = Clock::now() + span;
+    while (Clock::now() < until) tracee_.poll(std::chrono::duration_cast<std::chrono::microseconds>(until - Clock::now()));
+  }
+
+  // Step 5: no trap of ours may be left in flight when we let go.
+  void flush() {
+    InterruptShield shield;
+    std::set<pid_t> cycled;
+    auto deadline = Clock::now() + std::max(options_.timeout, std::chrono::milliseconds(1000));
+    for (;;) {
+      while (tracee_.poll(std::chrono::microseconds(0)) > 0) {
+      }
+      bool pending = false;
+      for (pid_t tid : tracee_.threads()) {
+        char state = process::thread_state(pid_, tid);
+        if (state == '\0' || state == 'Z' || state == 'X') continue;
+        if (state == 't' || sigtrap_pending(pid_, tid)) {
+          pending = true;
+        } else if (state == 'R' && !cycled.contains(tid)) {
+          // Maybe preempted between an int3 and its signal: one stop shows it.
+          cycled.insert(tid);
+          try {
+            tracee_.hold(tid);
+            ++report_.threads_held;
+            tracee_.release(tid);
+          } catch (const TargetGone&) {
+            if (!process::process_alive(pid_)) throw;
+          }
+          pending = true;
+        }
+      }
+      if (!pending) return;
+      if (Clock::now() > deadline) fail("a thread of process {} keeps a trap pending; it was not let go", pid_);
+      tracee_.poll(std::chrono::microseconds(100));
+    }
+  }
+
+  // Until no thread has a frame in `ranges`, or the timeout.
+  void wait_until_clear(const std::vector<BusyRange>& ranges, const char* verb) {
+    auto deadline = Clock::now() + options_.timeout;
+    for (auto delay = std::chrono::milliseconds(1);; delay = std::min(delay * 2, std::chrono::milliseconds(50))) {
+      std::optional<std::pair<pid_t, std::string>> busy;
+      for (pid_t tid : tracee_.threads()) {
+        auto trace = look_at(tid);
+        if (!trace) continue;
+        if (auto f = function_in(*trace, ranges, true)) {
+          busy.emplace(tid, *f);
+          break;
+        }
+      }
+      if (!busy) return;
+      if (Clock::now() + delay > deadline)
+        fail("thread {} ({}) {} {} after {} ms", busy->first, process::thread_name(pid_, busy->first), verb,
+             busy->second, options_.timeout.count());
+      serve_traps_for(delay);
+    }
+  }
+
+  // The same protocol back to `before`, from whatever state each entry is in.
+  void roll_back() noexcept {
+    InterruptShield shield;
+    try {
+      rolling_back_ = true;
+      for (const auto& c : changes_)
+        if (tracee_.memory().read(c.site, 1)[0] != kInt3) write(c.site, {kInt3});
+      sync();
+      for (const auto& c : changes_) write(c.site + 1, tail(c.before));
+      sync();
+      for (const auto& c : changes_) write(c.site, {c.before[0]});
+      sync();
+      flush();
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "suture: warning: rolling back the entry switch failed: {}\n", e.what());
+      return;
+    }
+    if (steered_any_ && !options_.steer_code.empty()) {
+      try {
+        wait_until_clear(options_.steer_code, "still runs");
+      } catch (const std::exception& e) {
+        steered_remain_ = e.what();
+      }
+    }
+  }
+
+ public:
+  std::string steered_remain_;
+
+ private:
+  pid_t pid_;
+  const std::vector<EntryChange>& changes_;
+  const LiveSwitchOptions& options_;
+  process::Tracee tracee_;
+  Unwinder unwinder_;
+  LiveSwitchReport report_;
+  std::set<RemoteAddr> boundaries_;
+  std::map<RemoteAddr, const EntryChange*> sites_;
+  bool touched_ = false;
+  bool rolling_back_ = false;
+  bool steered_any_ = false;
+};
+
+}  // namespace
+
+LiveSwitchReport switch_entries_live(pid_t pid, const std::vector<EntryChange>& changes,
+                                     const LiveSwitchOptions& options) {
+  if (changes.empty()) return {};
+  LiveSwitchReport report;
+  std::exception_ptr error;
+  std::string steered_remain;
+  // Its own thread: the kernel detaches every thread we attached, without
+  // stopping it, when this thread ends.
+  std::thread controller([&] {
+    try {
+      Switch change(pid, changes, options);
+      try {
+        report = change.run();
+      } catch (...) {
+        steered_remain = change.steered_remain_;
+        throw;
+      }
+    } catch (...) {
+      error = std::current_exception();
+    }
+  });
+  controller.join();
+  if (error) {
+    if (!steered_remain.empty()) {
+      try {
+        std::rethrow_exception(error);
+      } catch (const std::exception& e) {
+        throw SteeredThreadsRemain(fmt::format("{} (rolled back, but {}: its code stays mapped until it leaves)",
+                                               e.what(), steered_remain));
+      }
+    }
+    std::rethrow_exception(error);
+  }
+  return report;
+}
+
+}  // namespace suture::consistency
