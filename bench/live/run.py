@@ -443,15 +443,29 @@ def takes_safe_point(suture, verb):
 def longest_hold_us(out):
     """The longest time suture held any one thread, from its --json report.
     Stop-the-world holds every thread for the whole pause, so there it is pause_us;
-    a mode that holds threads one at a time reports its own figure, read here by the
-    names src/cli/apply.cc gives it."""
-    for key in ("longest_hold_us", "max_hold_us", "hold_us"):
-        if isinstance(out.get(key), (int, float)):
-            return out[key], key
-    holds = [t.get("hold_us") for t in out.get("thread_holds", []) if isinstance(t, dict)]
-    if holds and all(isinstance(h, (int, float)) for h in holds):
-        return max(holds), "thread_holds"
+    zero-suspend holds threads one at a time and reports the longest of those
+    (zero_suspend.longest_hold_us, src/cli/live-report.cc)."""
+    live = out.get("zero_suspend")
+    if isinstance(live, dict) and isinstance(live.get("longest_hold_us"), (int, float)):
+        return live["longest_hold_us"], "zero_suspend.longest_hold_us"
     return out.get("pause_us"), "pause_us"
+
+
+def live_note(out):
+    """Zero-suspend's own account: threads examined with and without a hold, the
+    switch's length, calls steered mid-switch, frames left running old code."""
+    live = out.get("zero_suspend")
+    if not isinstance(live, dict):
+        return ""
+    steered = sum(live.get("steered_calls", {}).values())
+    note = (f"{live.get('threads')} threads: {live.get('threads_seen_without_hold')} seen blocked without a hold, "
+            f"{live.get('threads_held')} held alone; switch {live.get('switch_us', 0) / 1000:.1f} ms, "
+            f"{live.get('syncs')} core syncs, {steered} calls steered mid-switch")
+    if live.get("waited_clear_us"):
+        note += f", waited {live['waited_clear_us'] / 1000:.1f} ms for the old code to clear"
+    if live.get("old_frames"):
+        note += "; still in old code: " + ", ".join(f"{f['thread']} in {f['function']}" for f in live["old_frames"])
+    return note
 
 
 def suture_json(args, verb, server, mode):
@@ -505,7 +519,7 @@ def fmt_us(v):
 
 
 def fmt_hold(us):
-    return "–" if us is None else (f"{us} µs" if us < 1000 else f"{us / 1000:.2f} ms")
+    return "–" if us is None else (f"{us:.0f} µs" if us < 1000 else f"{us / 1000:.2f} ms")
 
 
 def switch_note(s):
@@ -600,6 +614,9 @@ def target_lines(server, rows, zs_available):
         failed = sum(r["stats"]["total_failed"] for r in sut)
         lines.append(f"{server}: failed requests in the {len(sut)} suture runs: {failed} (target 0)")
     zs = [r for r in sut if r.get("mode") == "zero-suspend"]
+    if zs and not any("--safe-point" in r["suture"]["command"] for r in zs):
+        lines.append(f"{server}: zero-suspend ran without --safe-point {Redis.safe_point if server == 'redis' else Memcached.safe_point}: "
+                     "this suture does not offer it yet")
     if not zs:
         lines.append(f"{server}: zero-suspend: not measured ({'no zero-suspend row was run' if zs_available else 'this suture has no --mode zero-suspend'})")
         return lines
@@ -716,7 +733,8 @@ def main():
                     record(tag, label, r, "", baselines, done, mode, cpu_name(cpu))
                     switch = switch_stats(r, verb == "apply")
                     rows[-1]["switch"] = runs[-1]["switch"] = switch
-                    set_notes("; ".join(x for x in (f"command {done['command_ms']:.0f} ms", check, switch_note(switch),
+                    set_notes("; ".join(x for x in (f"command {done['command_ms']:.0f} ms", live_note(done["report"]),
+                                                    check, switch_note(switch),
                                                     f"data {'unchanged' if same else 'CHANGED'}") if x))
             args.suture_cpu = saved_cpu
 
