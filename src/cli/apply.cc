@@ -16,6 +16,7 @@ Run add_apply(CLI::App& app) {
     double timeout = 10;
     bool json = false;
     engine::Mode mode = engine::Mode::stop_the_world;
+    std::string safe_point;
   };
   auto args = std::make_shared<Args>();
   app.add_option("pid", args->pid, "the process to patch")->required();
@@ -23,12 +24,16 @@ Run add_apply(CLI::App& app) {
   app.add_option("--timeout", args->timeout, "seconds to wait for threads to leave the functions being replaced")
       ->check(CLI::PositiveNumber);
   add_mode_option(app, args->mode);
+  app.add_option("--safe-point", args->safe_point,
+                 "zero-suspend: each thread switches to the new code only when it next enters this function (e.g. "
+                 "the start of request processing), so a request runs on one version");
   app.add_flag("--json", args->json, "print the result as JSON");
   return [args] {
     auto inputs = engine::load_patch_inputs(args->patches);
     engine::ApplyOptions options;
     options.timeout = std::chrono::milliseconds(static_cast<int64_t>(args->timeout * 1000));
     options.mode = args->mode;
+    options.safe_point = args->safe_point;
     auto report = engine::apply(args->pid, inputs, options);
     if (args->json) {
       nlohmann::json j;
@@ -42,6 +47,7 @@ Run add_apply(CLI::App& app) {
       j["threads"] = report.threads;
       j["mode"] = mode_name(report.mode);
       if (report.mode == engine::Mode::zero_suspend) j["zero_suspend"] = live_json(report.live);
+      if (report.transition) j["transition"] = transition_json(*report.transition);
       j["attempts"] = report.attempts;
       fmt::print("{}\n", j.dump(2));
       return 0;
@@ -54,6 +60,7 @@ Run add_apply(CLI::App& app) {
     }
     if (report.mode == engine::Mode::zero_suspend) {
       print_live(report.live, "old");
+      if (report.transition) print_transition(*report.transition);
       fmt::print("total {}\n", format_duration(report.total));
       return 0;
     }

@@ -58,4 +58,37 @@ void print_live(const consistency::LiveSwitchReport& live, const char* old_code_
                f.tid, f.thread_name, old_code_name, f.function);
 }
 
+nlohmann::json transition_json(const engine::TransitionReport& t) {
+  nlohmann::json j;
+  j["safe_point"] = t.safe_point;
+  j["length_us"] = t.length.count() / 1000.0;
+  j["threads"] = nlohmann::json::array();
+  for (const auto& s : t.switched)
+    j["threads"].push_back({{"tid", s.tid},
+                            {"thread", s.thread_name},
+                            {"how", s.at_safe_point ? "entered the safe point" : "idle between requests"},
+                            {"after_us", s.after.count() / 1000.0}});
+  j["old_calls"] = nlohmann::json::object();
+  for (const auto& [function, n] : t.old_calls) j["old_calls"][function] = n;
+  j["first_switch"] = live_json(t.to_dispatchers);
+  j["second_switch"] = live_json(t.to_new_code);
+  return j;
+}
+
+void print_transition(const engine::TransitionReport& t) {
+  size_t at_safe_point = 0;
+  std::chrono::nanoseconds last{0};
+  for (const auto& s : t.switched) {
+    at_safe_point += s.at_safe_point;
+    last = std::max(last, s.after);
+  }
+  fmt::print("safe point {}: {} threads switched, {} entering it, {} found idle between requests; the last after {}; "
+             "transition {}\n",
+             t.safe_point, t.switched.size(), at_safe_point, t.switched.size() - at_safe_point, format_duration(last),
+             format_duration(t.length));
+  std::string calls;
+  for (const auto& [function, n] : t.old_calls) calls += fmt::format("{}{} {}", calls.empty() ? "" : ", ", function, n);
+  fmt::print("  calls that ran the version being replaced during the transition: {}\n", calls);
+}
+
 }  // namespace suture::cli

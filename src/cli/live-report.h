@@ -19,4 +19,7 @@ nlohmann::json live_json(const consistency::LiveSwitchReport& live);
 // Lines after the verb's summary: holds, steered calls, threads still running old code.
 void print_live(const consistency::LiveSwitchReport& live, const char* old_code_name);
 
+nlohmann::json transition_json(const engine::TransitionReport& transition);
+void print_transition(const engine::TransitionReport& transition);
+
 }  // namespace suture::cli

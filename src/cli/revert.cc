@@ -16,6 +16,7 @@ Run add_revert(CLI::App& app) {
     double timeout = 10;
     bool json = false;
     engine::Mode mode = engine::Mode::stop_the_world;
+    std::string safe_point;
   };
   auto args = std::make_shared<Args>();
   app.add_option("pid", args->pid, "the patched process")->required();
@@ -23,11 +24,14 @@ Run add_revert(CLI::App& app) {
   app.add_option("--timeout", args->timeout, "seconds to wait for threads to leave the patches' code")
       ->check(CLI::PositiveNumber);
   add_mode_option(app, args->mode);
+  app.add_option("--safe-point", args->safe_point,
+                 "zero-suspend: each thread goes back to the old code only when it next enters this function");
   app.add_flag("--json", args->json, "print the result as JSON");
   return [args] {
     engine::RevertOptions options;
     options.timeout = std::chrono::milliseconds(static_cast<int64_t>(args->timeout * 1000));
     options.mode = args->mode;
+    options.safe_point = args->safe_point;
     auto report = engine::revert(args->pid, args->ids, options);
     if (args->json) {
       nlohmann::json j;
@@ -39,6 +43,7 @@ Run add_revert(CLI::App& app) {
       j["threads"] = report.threads;
       j["mode"] = mode_name(report.mode);
       if (report.mode == engine::Mode::zero_suspend) j["zero_suspend"] = live_json(report.live);
+      if (report.transition) j["transition"] = transition_json(*report.transition);
       fmt::print("{}\n", j.dump(2));
       return 0;
     }
@@ -47,6 +52,7 @@ Run add_revert(CLI::App& app) {
                  r.redirects.size() == 1 ? "" : "s");
     if (report.mode == engine::Mode::zero_suspend) {
       print_live(report.live, "patched");
+      if (report.transition) print_transition(*report.transition);
       fmt::print("total {}\n", format_duration(report.total));
       return 0;
     }

@@ -60,6 +60,7 @@
 #include "common/error.h"
 #include "common/interrupt.h"
 #include "process/proc-files.h"
+#include "consistency/switch-guardian.h"
 #include "process/tracee.h"
 #include "redirect/entry-jump.h"
 
@@ -69,29 +70,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr uint8_t kInt3 = 0xcc;
 constexpr uint64_t kSigtrapBit = 1ULL << (SIGTRAP - 1);
-
-// pc and sp of a thread blocked in the kernel, from /proc/PID/task/TID/syscall
-// ("NR arg1..arg6 sp pc", or "-1 sp pc" outside a system call); nullopt while
-// it runs.
-struct KernelView {
-  std::string text;
-  RemoteAddr sp, pc;
-};
-
-std::optional<KernelView> blocked_view(pid_t pid, pid_t tid) {
-  auto text = process::read_proc_file(fmt::format("/proc/{}/task/{}/syscall", pid, tid));
-  if (!text) return std::nullopt;
-  std::istringstream in(*text);
-  std::vector<std::string> fields;
-  for (std::string f; in >> f;) fields.push_back(f);
-  if (fields.size() < 3 || fields[0] == "running") return std::nullopt;
-  KernelView view;
-  view.text = *text;
-  view.sp = RemoteAddr(std::strtoull(fields[fields.size() - 2].c_str(), nullptr, 16));
-  view.pc = RemoteAddr(std::strtoull(fields.back().c_str(), nullptr, 16));
-  if (view.pc.value() == 0) return std::nullopt;
-  return view;
-}
 
 bool sigtrap_pending(pid_t pid, pid_t tid) {
   auto field = process::status_field(pid, tid, "SigPnd");
@@ -107,6 +85,7 @@ class Switch {
     check_bytes_are(&EntryChange::before, "changed since we planned");
     refuse_if_sigtrap_is_not_ours_to_take();
     plan_windows();
+    guardian_.emplace(pid_, changes_);  // before any int3: see switch-guardian.h
     tracee_.on_trap([this](process::Tracee::Trap& trap) { return on_trap(trap); });
     tracee_.attach_running();
     register_sync_core();
@@ -403,7 +382,9 @@ class Switch {
       sync();
       flush();
     } catch (const std::exception& e) {
-      fmt::print(stderr, "suture: warning: rolling back the entry switch failed: {}\n", e.what());
+      fmt::print(stderr, "suture: warning: rolling back the entry switch failed: {}; the guardian restores the entries\n",
+                 e.what());
+      guardian_->repair_now();
       return;
     }
     if (steered_any_ && !options_.steer_code.empty()) {
@@ -427,12 +408,28 @@ class Switch {
   LiveSwitchReport report_;
   std::set<RemoteAddr> boundaries_;
   std::map<RemoteAddr, const EntryChange*> sites_;
+  std::optional<SwitchGuardian> guardian_;
   bool touched_ = false;
   bool rolling_back_ = false;
   bool steered_any_ = false;
 };
 
 }  // namespace
+
+std::optional<KernelView> blocked_view(pid_t pid, pid_t tid) {
+  auto text = process::read_proc_file(fmt::format("/proc/{}/task/{}/syscall", pid, tid));
+  if (!text) return std::nullopt;
+  std::istringstream in(*text);
+  std::vector<std::string> fields;
+  for (std::string f; in >> f;) fields.push_back(f);
+  if (fields.size() < 3 || fields[0] == "running") return std::nullopt;
+  KernelView view;
+  view.text = *text;
+  view.sp = RemoteAddr(std::strtoull(fields[fields.size() - 2].c_str(), nullptr, 16));
+  view.pc = RemoteAddr(std::strtoull(fields.back().c_str(), nullptr, 16));
+  if (view.pc.value() == 0) return std::nullopt;
+  return view;
+}
 
 LiveSwitchReport switch_entries_live(pid_t pid, const std::vector<EntryChange>& changes,
                                      const LiveSwitchOptions& options) {

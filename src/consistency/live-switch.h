@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -70,6 +71,15 @@ struct LiveSwitchReport {
   std::chrono::nanoseconds waited_clear{0};    // waiting for wait_clear
   int syncs = 0;                               // core serializations run in the target
 };
+
+// pc and sp of a thread blocked in the kernel, from /proc/PID/task/TID/syscall
+// ("NR arg1..arg6 sp pc", or "-1 sp pc" outside a system call), with the text
+// read (to tell whether it stayed blocked); nullopt while it runs.
+struct KernelView {
+  std::string text;
+  RemoteAddr sp, pc;
+};
+std::optional<KernelView> blocked_view(pid_t pid, pid_t tid);
 
 // Runs the change on a controller thread of its own (attachments end with that
 // thread, without a stop) and waits for it. All or nothing: on any failure the

@@ -30,6 +30,7 @@
 #include "elf/elf-file.h"
 #include "engine/engine.h"
 #include "engine/patch-region.h"
+#include "engine/safe-point-transition.h"
 #include "engine/target-model.h"
 #include "engine/undo-log.h"
 #include "link/link-patch.h"
@@ -291,7 +292,13 @@ ApplyReport apply(pid_t pid, const std::vector<PatchInput>& patches, const Apply
     }
     matched.emplace_back(&input, *object);
   }
-  if (matched.empty()) fail("no patch matches an object of process {}", pid);
+  if (matched.empty()) {
+    // Say why each was skipped: "built for another build-id" and "an earlier
+    // apply did not finish" call for different next steps.
+    std::string why;
+    for (const auto& skipped : report.skipped) why += fmt::format("; {}: {}", skipped.origin, skipped.reason);
+    fail("no patch applies to process {}{}", pid, why);
+  }
 
   // Regions outlive the undo log, whose entries may refer to them.
   std::vector<std::unique_ptr<PatchRegion>> regions;
@@ -313,6 +320,49 @@ ApplyReport apply(pid_t pid, const std::vector<PatchInput>& patches, const Apply
   tracee.release_all();
   check_interrupt();
 
+  if (!options.safe_point.empty() && options.mode != Mode::zero_suspend)
+    fail("--safe-point needs --mode zero-suspend");
+  if (options.mode == Mode::zero_suspend && !options.safe_point.empty()) {
+    report.mode = Mode::zero_suspend;
+    TransitionInput in;
+    in.safe_point = options.safe_point;
+    in.object = prepared.front().object;
+    in.timeout = options.timeout;
+    std::string name;
+    for (const auto& p : prepared) {
+      if (p.object != in.object)
+        fail("--safe-point: these patches change several objects; apply them one object at a time");
+      for (const auto& d : p.record.redirects) in.redirects.push_back(&d);
+      in.old_code.insert(in.old_code.end(), p.busy.begin(), p.busy.end());
+      in.new_code.push_back({p.record.text, fmt::format("the code of patch {}", p.record.id)});
+      if (!p.record.thunks.empty())
+        in.new_code.push_back({p.record.thunks, fmt::format("the thunks of patch {}", p.record.id)});
+      name += (name.empty() ? "" : "+") + p.record.id;
+    }
+    in.name = name;
+    report.transition = run_safe_point_transition(tracee, model, undo, in);
+    for (auto& p : prepared) {
+      write_record_state(tracee.memory(), p.record, RecordState::active);
+      p.record.state = RecordState::active;
+    }
+    undo.commit();
+    try {
+      // Nothing runs the stubs any more (the second switch waited for that).
+      unmap_region(tracee, report.transition->memory);
+    } catch (const TargetGone&) {
+      throw;
+    } catch (const Error& e) {
+      fmt::print(stderr, "suture: warning: the transition memory stays mapped: {}\n", e.what());
+    }
+    report.live = report.transition->to_dispatchers;
+    report.pause = std::max({tracee.longest_hold(), report.transition->to_dispatchers.longest_hold,
+                             report.transition->to_new_code.longest_hold});
+    report.live.longest_hold = report.pause;
+    report.threads = report.live.threads;
+    for (auto& p : prepared) report.applied.push_back(std::move(p.record));
+    report.total = Clock::now() - started;
+    return report;
+  }
   if (options.mode == Mode::zero_suspend) {
     report.mode = Mode::zero_suspend;
     report.live = switch_live(pid, prepared, options.timeout, undo);

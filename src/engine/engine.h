@@ -7,12 +7,14 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/remote-addr.h"
 #include "consistency/live-switch.h"
 #include "engine/patch-record.h"
+#include "engine/safe-point-transition.h"
 #include "patchfile/patch-file.h"
 
 namespace suture::engine {
@@ -36,6 +38,9 @@ enum class Mode {
 struct ApplyOptions {
   std::chrono::milliseconds timeout{10'000};  // waiting for threads to leave busy functions
   Mode mode = Mode::stop_the_world;
+  // Zero-suspend only: each thread switches when it next enters this function
+  // (see safe-point-transition.h); empty: all at once.
+  std::string safe_point;
 };
 
 struct SkippedPatch {
@@ -52,6 +57,7 @@ struct ApplyReport {
   size_t threads = 0;                  // threads held at the switch (of the process, in zero-suspend)
   Mode mode = Mode::stop_the_world;
   consistency::LiveSwitchReport live;  // zero-suspend: what the switch did
+  std::optional<TransitionReport> transition;  // with a safe point
 };
 
 // Applies every patch that matches an object of the process, all or nothing.
@@ -60,6 +66,7 @@ ApplyReport apply(pid_t pid, const std::vector<PatchInput>& patches, const Apply
 struct RevertOptions {
   std::chrono::milliseconds timeout{10'000};
   Mode mode = Mode::stop_the_world;
+  std::string safe_point;  // zero-suspend: each thread goes back when it next enters this function
 };
 
 struct RevertReport {
@@ -70,6 +77,7 @@ struct RevertReport {
   size_t threads = 0;
   Mode mode = Mode::stop_the_world;
   consistency::LiveSwitchReport live;
+  std::optional<TransitionReport> transition;
 };
 
 // Reverts the patches with these ids (unique prefixes accepted), or all when empty,

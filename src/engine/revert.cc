@@ -20,6 +20,7 @@
 #include "consistency/stop-the-world.h"
 #include "engine/engine.h"
 #include "engine/patch-region.h"
+#include "engine/safe-point-transition.h"
 #include "engine/target-model.h"
 #include "engine/undo-log.h"
 #include "process/tracee.h"
@@ -133,6 +134,59 @@ RevertReport revert_live(pid_t pid, process::Tracee& tracee, const std::vector<c
   return report;
 }
 
+RevertReport revert_at_safe_point(pid_t pid, process::Tracee& tracee, TargetModel& model,
+                                  const std::vector<const PatchRecord*>& chosen, const RevertOptions& options,
+                                  std::chrono::steady_clock::time_point started) {
+  RevertReport report;
+  report.mode = Mode::zero_suspend;
+  TransitionInput in;
+  in.safe_point = options.safe_point;
+  in.timeout = options.timeout;
+  in.reverting = true;
+  in.new_code = code_of(chosen);
+  std::optional<size_t> object;
+  for (const auto* r : chosen) {
+    for (size_t i = 0; i < model.objects().size(); ++i)
+      if (model.objects()[i].span.contains(r->redirects.empty() ? r->region.start : r->redirects.front().function))
+        object = i;
+    for (const auto& d : r->redirects) {
+      auto now = tracee.memory().read(d.site, d.jump.size());
+      if (now != d.jump)
+        fail("patch {}: the entry of {} at {} no longer holds its jump{}; not reverting anything", r->id, d.name,
+             d.site, r->state == RecordState::prepared ? " (an apply that did not finish: revert it without --safe-point)" : "");
+      in.redirects.push_back(&d);
+      in.old_code.push_back({{d.function, std::max<uint64_t>(d.function_size, 1)}, d.name});
+    }
+    in.name += (in.name.empty() ? "" : "+") + r->id;
+  }
+  if (!object) fail("--safe-point: the patched functions are in no object process {} has loaded", pid);
+  for (const auto* r : chosen)
+    for (const auto& d : r->redirects)
+      if (!model.objects()[*object].span.contains(d.function))
+        fail("--safe-point: these patches change several objects; revert them one object at a time");
+  in.object = *object;
+  UndoLog undo;
+  tracee.release_all();
+  report.transition = run_safe_point_transition(tracee, model, undo, in);
+  undo.commit();
+  unmap_all(tracee, chosen);
+  try {
+    unmap_region(tracee, report.transition->memory);
+  } catch (const TargetGone&) {
+    throw;
+  } catch (const Error& e) {
+    fmt::print(stderr, "suture: warning: the transition memory stays mapped: {}\n", e.what());
+  }
+  report.live = report.transition->to_dispatchers;
+  report.pause = std::max({tracee.longest_hold(), report.transition->to_dispatchers.longest_hold,
+                           report.transition->to_new_code.longest_hold});
+  report.live.longest_hold = report.pause;
+  report.threads = report.live.threads;
+  for (const auto* r : chosen) report.reverted.push_back(*r);
+  report.total = std::chrono::steady_clock::now() - started;
+  return report;
+}
+
 }  // namespace
 
 RevertReport revert(pid_t pid, const std::vector<std::string>& ids, const RevertOptions& options) {
@@ -146,6 +200,9 @@ RevertReport revert(pid_t pid, const std::vector<std::string>& ids, const Revert
   auto chosen = select(records, ids, pid);
   check_dependencies(records, chosen);
   check_interrupt();
+  if (!options.safe_point.empty() && options.mode != Mode::zero_suspend)
+    fail("--safe-point needs --mode zero-suspend");
+  if (!options.safe_point.empty()) return revert_at_safe_point(pid, tracee, model, chosen, options, started);
   if (options.mode == Mode::zero_suspend) return revert_live(pid, tracee, chosen, options, started);
 
   // No thread may be running (or be about to return into) the code that goes away.

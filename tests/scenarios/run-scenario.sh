@@ -6,7 +6,9 @@
 #
 # Environment: SUTURE (the tool), SUTURE_INCLUDE (the directory holding
 # suture/patch.h), CC and CXX (default cc, c++). SCENARIO_WAIT overrides the
-# default wait_for timeout (seconds).
+# default wait_for timeout (seconds). SCENARIO_CACHE is where suture build keeps
+# original builds between runs (default: .suture-cache beside WORK_DIR; the
+# projects are copied with their timestamps, so a second run reuses them).
 #
 # The scenario is SCENARIO_DIR/scenario.sh, sourced here; it is a list of the
 # steps below. Sources named in it are relative to SCENARIO_DIR, built files
@@ -20,14 +22,30 @@
 #   fix NAME SRC [FLAGS...]         the patch author's compile: cc -c -O2 -fPIC -I include
 #   pack NAME TARGET_FILE           suture pack --target $W/TARGET_FILE $W/NAME.o -o $W/NAME.sut
 #   pack_fails REGEX NAME TARGET_FILE
-#   apply [--timeout S] [--mode M] [--json] NAME|DIR...   expects success; NAME means $W/NAME.sut
+#   project DIR [MAKE_ARGS...]      the program as its developers build it: the
+#                                   project folder DIR (a Makefile and sources) copied
+#                                   to $W/$(basename DIR), timestamps kept, with
+#                                   lib/scenario.h beside its sources, and built there
+#                                   with `make MAKE_ARGS` (CC and CXX from the
+#                                   environment); binaries are then PROJECT/FILE
+#   build_from_diff NAME DIFF...    the fix as a developer writes it: suture build
+#                                   --source $W/PROJECT --build "make MAKE_ARGS"
+#                                   --output $W/NAME DIFF... (the last project; the
+#                                   original build cached in $SCENARIO_CACHE). NAME
+#                                   then stands for all the patches it wrote,
+#                                   NAME/BINARY for one (BINARY: the file name of
+#                                   what it patches, e.g. NAME/libfoo.so)
+#   expect_replaced FUNCTION...     the last build replaces exactly these (C++ demangled)
+#   patch_object NAME[/BINARY] OUT  the ELF object inside that (one) patch -> $W/OUT
+#   apply [--timeout S] [--mode M] [--safe-point F] [--json] NAME|DIR...
+#                                   expects success; NAME means $W/NAME.sut
 #   apply_fails REGEX [--timeout S] NAME|DIR...
 #                                   expects exit != 0, a first stderr line
 #                                   "suture: error: ..." matching REGEX, and the
 #                                   target untouched: same threads, same mappings,
 #                                   same bytes in every executable mapping, still
 #                                   running, still printing
-#   revert [--timeout S] [--mode M] [NAME...]  all patches when no NAME
+#   revert [--timeout S] [--mode M] [--safe-point F] [NAME...]  all patches when no NAME
 #   revert_fails REGEX [NAME...]
 #   status_has NAME... / status_lacks NAME... / status_empty
 #   wait_for REGEX [TIMEOUT]        a new line (since the last step) matching REGEX;
@@ -70,6 +88,7 @@ PROBE=("${PYTHON:-python3}" "$SCENARIOS/lib/probe.py")
 rm -rf "$W"
 mkdir -p "$W"
 W=$(cd "$W" && pwd)
+SCENARIO_CACHE=${SCENARIO_CACHE:-$(dirname "$W")/.suture-cache}
 LOG=$W/target.log
 : >"$LOG"
 
@@ -251,11 +270,30 @@ split_options() {
   REST=()
   while [[ $# -gt 0 ]]; do
     case $1 in
-      --timeout | --mode) OPTS+=("$1" "$2"); shift 2 ;;
+      --timeout | --mode | --safe-point) OPTS+=("$1" "$2"); shift 2 ;;
       --*) OPTS+=("$1"); shift ;;
       *) REST=("$@"); return ;;
     esac
   done
+}
+
+# register_patch NAME SUT TARGET_FILE: learns the id of patch file SUT (as
+# `suture inspect` tells it) and checks that it is keyed to TARGET_FILE; NAME
+# then stands for it.
+register_patch() {
+  local name=$1 sut=$2 target=$3
+  suture_call inspect "$sut"
+  expect_success inspect
+  local id
+  id=$(grep -oE '\b[0-9a-f]{16}\b' "$LAST_OUT" | head -n 1 || true)
+  [[ -n $id ]] || fail "suture inspect $sut shows no 16-hex-digit patch id"
+  local build_id
+  build_id=$(readelf -n "$target" | sed -n 's/.*Build ID: *//p')
+  [[ -n $build_id ]] || fail "$target has no build-id"
+  grep -qF -e "$build_id" -e "$(basename "$target")" "$LAST_OUT" ||
+    fail "suture inspect $sut names neither the target's build-id nor its file"
+  PATCH_ID[$name]=$id
+  say "patch $name has id $id"
 }
 
 # pack NAME TARGET_FILE: $W/NAME.o against $W/TARGET_FILE -> $W/NAME.sut.
@@ -266,18 +304,7 @@ pack() {
   suture_call pack --target "$target" "$W/$name.o" -o "$W/$name.sut"
   expect_success pack
   [[ -s $W/$name.sut ]] || fail "suture pack did not write $W/$name.sut"
-  suture_call inspect "$W/$name.sut"
-  expect_success inspect
-  local id
-  id=$(grep -oE '\b[0-9a-f]{16}\b' "$LAST_OUT" | head -n 1 || true)
-  [[ -n $id ]] || fail "suture inspect $name.sut shows no 16-hex-digit patch id"
-  local build_id
-  build_id=$(readelf -n "$target" | sed -n 's/.*Build ID: *//p')
-  [[ -n $build_id ]] || fail "$target has no build-id"
-  grep -qF -e "$build_id" -e "$(basename "$target")" "$LAST_OUT" ||
-    fail "suture inspect $name.sut names neither the target's build-id nor its file"
-  PATCH_ID[$name]=$id
-  say "patch $name has id $id"
+  register_patch "$name" "$W/$name.sut" "$target"
 }
 
 # pack_fails REGEX NAME TARGET_FILE: pack refuses, writes nothing.
@@ -288,6 +315,80 @@ pack_fails() {
   suture_call pack --target "$target" "$W/$name.o" -o "$W/$name.sut"
   expect_refusal pack "$regex"
   [[ ! -e $W/$name.sut ]] || fail "suture pack refused but left $W/$name.sut behind"
+}
+
+# --- building from a diff ------------------------------------------------------
+
+PROJECT=            # $W/NAME of the last project built
+PROJECT_MAKE=()     # its make arguments
+
+# project DIR [MAKE_ARGS...]: copies the project (timestamps kept, so suture
+# build finds the same tree on every run and reuses its cached original build)
+# and builds it the project's own way.
+project() {
+  local dir
+  dir=$(src_path "$1")
+  shift
+  [[ -f $dir/Makefile ]] || fail "$dir is not a project (no Makefile)"
+  PROJECT=$W/$(basename "$dir")
+  PROJECT_MAKE=("$@")
+  say "build project $(basename "$dir") ${PROJECT_MAKE[*]}"
+  rm -rf "$PROJECT"
+  cp -a "$dir" "$PROJECT"
+  cp -p "$SCENARIOS/lib/scenario.h" "$PROJECT/"
+  make -s -C "$PROJECT" "${PROJECT_MAKE[@]}" >"$W/project-build.log" 2>&1 ||
+    fail "the project does not build: $(tail -n 5 "$W/project-build.log")"
+}
+
+# build_from_diff NAME DIFF...: suture build of the last project; every patch
+# it writes is named NAME, and NAME/BINARY.
+build_from_diff() {
+  local name=$1
+  shift
+  [[ -n $PROJECT ]] || fail "build_from_diff needs a project first"
+  local diffs=() d command="make -s"
+  for d in "$@"; do diffs+=("$(src_path "$d")"); done
+  [[ ${#PROJECT_MAKE[@]} -eq 0 ]] || command+=$(printf ' %q' "${PROJECT_MAKE[@]}")
+  rm -rf "${W:?}/$name"
+  suture_call build --source "$PROJECT" --build "$command" --output "$W/$name" --cache "$SCENARIO_CACHE" "${diffs[@]}"
+  expect_success build
+  LAST_BUILD_OUT=$LAST_OUT
+  unset "PATCH_ID[$name]"
+  local sut binary one n=0
+  for sut in "$W/$name"/*.sut; do
+    [[ -e $sut ]] || break
+    binary=$(sed -n "s|^wrote $sut for ||p" "$LAST_BUILD_OUT")
+    [[ -n $binary ]] || fail "suture build wrote $sut but does not say for which binary"
+    [[ $binary == "$PROJECT"/* ]] || fail "$sut is for $binary, not a binary of the project"
+    one=$name/$(basename "$sut" .sut)
+    register_patch "$one" "$sut" "$binary"
+    PATCH_ID[$name]=${PATCH_ID[$name]:+${PATCH_ID[$name]} }${PATCH_ID[$one]}
+    n=$((n + 1))
+  done
+  [[ $n -gt 0 ]] || fail "suture build wrote no patch into $W/$name"
+}
+
+# expect_replaced FUNCTION...: the last build replaces exactly these (C++
+# names as c++filt spells them).
+expect_replaced() {
+  local got want
+  got=$(sed -n 's/^  replaces //p' "$LAST_BUILD_OUT" | c++filt | sort -u)
+  want=$(printf '%s\n' "$@" | sort -u)
+  [[ $got == "$want" ]] || fail "suture build replaces [$(echo $got)], expected [$(echo $want)]"
+}
+
+# patch_object NAME[/BINARY] OUT: the relocatable object inside the patch file
+# (after the header: magic, version, metadata and object sizes, checksum).
+patch_object() {
+  local sut suts
+  sut=$(patch_args "$1")
+  if [[ -d $sut ]]; then
+    suts=("$sut"/*.sut)
+    [[ ${#suts[@]} -eq 1 && -f ${suts[0]} ]] || fail "$1 is not one patch: $(ls "$sut")"
+    sut=${suts[0]}
+  fi
+  [[ -f $sut ]] || fail "$1 is not a patch file ($sut)"
+  "${PROBE[@]}" patch-object "$sut" "$W/$2" || fail "cannot read the object of $sut"
 }
 
 # --- the target ----------------------------------------------------------------
@@ -370,6 +471,41 @@ expect_unchanged() {
 
 # --- verbs on the live target --------------------------------------------------
 
+# ids_of NAME...: IDS = the ids of the patches these names stand for.
+ids_of() {
+  IDS=()
+  local name more
+  for name in "$@"; do
+    [[ -n ${PATCH_ID[$name]:-} ]] || fail "no patch named $name was packed or built"
+    read -ra more <<<"${PATCH_ID[$name]}"
+    IDS+=("${more[@]}")
+  done
+}
+
+# shows_ids WHAT FILE NAME...: every id of these names is in FILE.
+shows_ids() {
+  local what=$1 file=$2 name id
+  shift 2
+  for name in "$@"; do
+    ids_of "$name"
+    for id in "${IDS[@]}"; do
+      grep -qF "$id" "$file" || fail "$what does not list patch $name ($id)"
+    done
+  done
+}
+
+# hides_ids WHAT FILE NAME...: no id of these names is in FILE.
+hides_ids() {
+  local what=$1 file=$2 name id
+  shift 2
+  for name in "$@"; do
+    ids_of "$name"
+    for id in "${IDS[@]}"; do
+      ! grep -qF "$id" "$file" || fail "$what still lists patch $name ($id)"
+    done
+  done
+}
+
 apply() {
   split_options "$@"
   local patches
@@ -379,9 +515,7 @@ apply() {
   expect_success apply
   local name
   for name in "${REST[@]}"; do
-    if [[ -n ${PATCH_ID[$name]:-} ]]; then
-      grep -qF "${PATCH_ID[$name]}" "$LAST_OUT" || fail "apply does not report patch $name (${PATCH_ID[$name]})"
-    fi
+    [[ -z ${PATCH_ID[$name]:-} ]] || shows_ids apply "$LAST_OUT" "$name"
   done
   if [[ " ${OPTS[*]} " == *" --json "* ]]; then
     "${PROBE[0]}" -c 'import json, sys; json.load(open(sys.argv[1]))' "$LAST_OUT" ||
@@ -406,20 +540,11 @@ apply_fails() {
   expect_unchanged "$before"
 }
 
-ids_of() {
-  local name
-  for name in "$@"; do
-    [[ -n ${PATCH_ID[$name]:-} ]] || fail "no patch named $name was packed"
-    echo "${PATCH_ID[$name]}"
-  done
-}
-
 revert() {
   split_options "$@"
-  local ids
-  mapfile -t ids < <(ids_of "${REST[@]}")
+  ids_of "${REST[@]}"
   mark
-  suture_call revert "${OPTS[@]}" "$TARGET_PID" "${ids[@]}"
+  suture_call revert "${OPTS[@]}" "$TARGET_PID" "${IDS[@]}"
   expect_success revert
   alive
 }
@@ -428,11 +553,10 @@ revert_fails() {
   local regex=$1
   shift
   split_options "$@"
-  local ids
-  mapfile -t ids < <(ids_of "${REST[@]}")
+  ids_of "${REST[@]}"
   local before=$W/snapshot-before-$((CALLS + 1))
   snapshot "$before"
-  suture_call revert "${OPTS[@]}" "$TARGET_PID" "${ids[@]}"
+  suture_call revert "${OPTS[@]}" "$TARGET_PID" "${IDS[@]}"
   expect_refusal revert "$regex"
   expect_unchanged "$before"
 }
@@ -444,24 +568,16 @@ status_call() {
 
 status_has() {
   status_call
-  local name
-  for name in "$@"; do
-    grep -qF "${PATCH_ID[$name]}" "$LAST_OUT" || fail "status does not list patch $name (${PATCH_ID[$name]})"
-  done
+  shows_ids status "$LAST_OUT" "$@"
   status_call --json
   "${PROBE[0]}" -c 'import json, sys; json.load(open(sys.argv[1]))' "$LAST_OUT" ||
     fail "status --json printed invalid JSON"
-  for name in "$@"; do
-    grep -qF "${PATCH_ID[$name]}" "$LAST_OUT" || fail "status --json does not list patch $name"
-  done
+  shows_ids 'status --json' "$LAST_OUT" "$@"
 }
 
 status_lacks() {
   status_call
-  local name
-  for name in "$@"; do
-    ! grep -qF "${PATCH_ID[$name]}" "$LAST_OUT" || fail "status still lists patch $name (${PATCH_ID[$name]})"
-  done
+  hides_ids status "$LAST_OUT" "$@"
 }
 
 status_empty() {
@@ -469,10 +585,7 @@ status_empty() {
   status_call --json
   "${PROBE[0]}" -c 'import json, sys; json.load(open(sys.argv[1]))' "$LAST_OUT" ||
     fail "status --json printed invalid JSON"
-  local name
-  for name in "${!PATCH_ID[@]}"; do
-    ! grep -qF "${PATCH_ID[$name]}" "$LAST_OUT" || fail "status --json still lists patch $name"
-  done
+  hides_ids 'status --json' "$LAST_OUT" "${!PATCH_ID[@]}"
 }
 
 # suture_background ARGS...: starts suture in the background (SIGINT at its

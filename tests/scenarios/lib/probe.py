@@ -25,10 +25,14 @@
   probe.py threads-ok PID
       Exit 0 if the process exists and no thread is stopped, traced or dead;
       otherwise prints why and exits 1.
+  probe.py patch-object SUT OUT
+      Writes the relocatable object inside patch file SUT to OUT, so a
+      scenario can look at what suture build put into it (readelf, nm).
 """
 import hashlib
 import os
 import re
+import struct
 import sys
 import time
 
@@ -176,6 +180,25 @@ def cmd_threads_ok(pid):
     return 0
 
 
+def cmd_patch_object(sut, out):
+    # src/patchfile's header: "SUTUREPT", u32 version, u32 metadata size,
+    # u64 object size, u64 checksum; then the metadata, then the object.
+    with open(sut, "rb") as f:
+        data = f.read()
+    if data[:8] != b"SUTUREPT" or len(data) < 32:
+        print(f"{sut}: not a suture patch")
+        return 1
+    _, meta_size, object_size, _ = struct.unpack_from("<IIQQ", data, 8)
+    start = 32 + meta_size
+    obj = data[start:start + object_size]
+    if len(obj) != object_size or obj[:4] != b"\x7fELF":
+        print(f"{sut}: no ELF object where the header says")
+        return 1
+    with open(out, "wb") as f:
+        f.write(obj)
+    return 0
+
+
 COMMANDS = {
     "wait": cmd_wait,
     "lines": cmd_lines,
@@ -184,6 +207,7 @@ COMMANDS = {
     "snapshot": cmd_snapshot,
     "counting": cmd_counting,
     "threads-ok": cmd_threads_ok,
+    "patch-object": cmd_patch_object,
 }
 
 if __name__ == "__main__":

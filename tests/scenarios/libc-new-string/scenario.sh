@@ -1,10 +1,9 @@
-# The patch calls libc (snprintf, puts) with string literals of its own.
-build target target.c
-fix fix fix.c
-pack fix target
-
-start target
+# The fix calls libc (snprintf, puts) with string literals of its own.
+project project
+start project/target
 wait_for 'hello from v1$'
+build_from_diff fix fix.diff
+expect_replaced greet
 apply fix
 wait_for '^tick [0-9]+: bonjour from the patch, an (odd|even) tick$'
 expect_no 'hello from v1'

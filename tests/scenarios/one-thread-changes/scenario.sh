@@ -1,12 +1,11 @@
 # Thread A's function is patched; thread B's output must not change.
-build target target.c
-nm "$W/target" | grep ' T step_b$' >/dev/null || fail "step_b was folded or inlined"
-fix fix fix.c
-pack fix target
-
-start target
+project project
+nm "$PROJECT/target" | grep ' T step_b$' >/dev/null || fail "step_b was folded or inlined"
+start project/target
 wait_for '^A tick [0-9]+ value=[0-9]{1,2}$'
 wait_for '^B tick [0-9]+ value=[0-9]{1,2}$'
+build_from_diff fix fix.diff
+expect_replaced step_a
 apply fix
 wait_for '^A tick [0-9]+ value=5[0-9]{3}$'
 expect_no '^A tick [0-9]+ value=[0-9]{1,2}$|^B tick [0-9]+ value=5[0-9]{3}$' 1.5

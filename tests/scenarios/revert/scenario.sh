@@ -1,11 +1,10 @@
 # Apply, revert (all), apply again, revert by id: the old behaviour comes back
 # each time and status ends empty. The first apply asks for --json.
-build target target.c
-fix fix fix.c
-pack fix target
-
-start target
+project project
+start project/target
 wait_for 'value=[0-9]{1,2}$'
+build_from_diff fix fix.diff
+expect_replaced compute
 apply --json fix
 grep -qF "${PATCH_ID[fix]}" "$LAST_OUT" || fail "apply --json does not name the patch"
 wait_for 'value=7[0-9]{3}$'

@@ -1,12 +1,11 @@
-# A function of a shared library the target links: the patch is packed against
-# the .so and goes to that object of the process.
-build_lib libgreet.so greet.c
-build target main.c -L"$W" -lgreet -Wl,-rpath,"$W"
-fix fix fix.c
-pack fix libgreet.so
-
-start target
+# A function of a shared library the target links: the patch built from the
+# fix is for the .so and goes to that object of the process.
+project project
+start project/target
 wait_for 'lib=[0-9]{1,2}$'
+build_from_diff fix fix.diff
+expect_replaced lib_compute
+[[ -f $W/fix/libgreet.so.sut && ! -e $W/fix/target.sut ]] || fail "expected one patch, for libgreet.so: $(ls "$W/fix")"
 apply fix
 grep -q 'libgreet' "$LAST_OUT" || fail "apply does not say it patched libgreet.so"
 wait_for 'lib=4[0-9]{3}$'

@@ -1,16 +1,14 @@
 # SIGINT (then SIGTERM) to suture while it waits for a busy function: it must
 # exit non-zero promptly, leaving the target exactly as it was, running, and
 # without a signal of its own (the target reports any stray signal it gets).
-build target ../busy-never-returns/target.c
-fix fix ../busy-never-returns/fix.c
-pack fix target
-
-start target
+project ../busy-never-returns/project
+start project/target
 wait_for 'value=[0-9]{1,2}$'
+build_from_diff fix ../busy-never-returns/fix.diff
 for sig in INT TERM; do
   before=$W/snapshot-before-$sig
   snapshot "$before"
-  suture_background apply --timeout 30 "$TARGET_PID" "$W/fix.sut"
+  suture_background apply --timeout 30 "$TARGET_PID" "$W/fix"
   sleep 1
   [[ $(ps -o stat= -p "$SUTURE_BG" || true) == [^Z]* ]] || fail "suture apply ended before SIG$sig"
   suture_signal "$sig"

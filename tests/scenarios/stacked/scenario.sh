@@ -1,14 +1,13 @@
-# Two patches for one function: the newest runs; the older cannot be taken
-# away from under the newer (whose recorded original bytes are the older's
-# jump); reverting the newest brings the older back, then the original.
-build target target.c
-fix first first.c
-fix second second.c
-pack first target
-pack second target
-
-start target
+# Two patches for one function, the second built from the first fix and one on
+# top of it (cumulative, as fixes come): the newest runs; the older cannot be
+# taken away from under the newer (whose recorded original bytes are the
+# older's jump); reverting the newest brings the older back, then the original.
+project project
+start project/target
 wait_for 'value=[0-9]{1,2}$'
+build_from_diff first first.diff
+build_from_diff second first.diff second.diff
+expect_replaced compute
 apply first
 wait_for 'value=2[0-9]{3}$'
 apply second
@@ -16,7 +15,7 @@ wait_for 'value=3[0-9]{3}$'
 expect_no 'value=([0-9]{1,2}|2[0-9]{3})$'
 status_has first second
 
-revert_fails 'depend|newer|on top|stacked|second\.o|'"${PATCH_ID[second]}" first
+revert_fails 'depend|newer|on top|stacked|second|'"${PATCH_ID[second]}" first
 expect_no 'value=([0-9]{1,2}|2[0-9]{3})$'
 status_has first second
 

@@ -1,35 +1,25 @@
+# NOT REGISTERED YET (pack-bind-statics covers the behaviour with a
+# hand-written patch): suture build's fidelity check refuses bump: "bump in the
+# original rebuild is not the code that runs: +0xf: size 20 in the rebuild, 17
+# in the binary; first difference at +0xf: byte 0xe9 in the rebuild, 0xeb in
+# the binary". bump ends in a tail call to the static scaled(): in the user's
+# build (one .text) the assembler resolves it as a 2-byte jmp; in the rebuild
+# (-ffunction-sections) it is a 5-byte jmp with a relocation.
 # Two source files each have `static int count`, `static int scaled(int)` and
-# `static int bump(void)`. The patch replaces a.c's bump and, through
-# SUTURE_BIND, reads and writes a.c's count and calls a.c's scaled.
-build target main.c a.c b.c
+# `static int bump(void)`. The fix changes a.c's bump; the patch built from it
+# replaces a.c's bump (not b.c's) and uses a.c's count and scaled of the
+# running program: the count goes on from where it was.
+project project
 for sym in count scaled bump; do
-  [[ $(nm "$W/target" | grep -cE " [tTbBdD] $sym\$") -eq 2 ]] ||
+  [[ $(nm "$PROJECT/target" | grep -cE " [tTbBdD] $sym\$") -eq 2 ]] ||
     fail "the target should have two static '$sym' (one per file)"
 done
-fix fix fix.c
-pack fix target
-
-start target
+start project/target
 wait_for 'a=[0-9]+ b=[0-9]+$'
+build_from_diff fix fix.diff
+expect_replaced bump
 apply fix
 wait_for 'a=-[0-9]+ b=[0-9]+$'
 expect_no 'a=[0-9]'
-# A must go on from a.c's count: the first patched value is the last unpatched
-# one plus 10, negated, then -10 per tick (a.c's scaled of a.c's count). B keeps
-# b.c's pattern: +2000 per tick, ending in 002.
-"${PROBE[@]}" lines "$LOG" 0 | awk '
-  /^tick [0-9]+ a=-?[0-9]+ b=[0-9]+$/ {
-    split($0, f, /[ =]/); a = f[4] + 0; b = f[6] + 0
-    if (seen) {
-      if (a < 0) {
-        want = (prev_a < 0) ? prev_a - 10 : -(prev_a + 10)
-        if (a != want) { print "a=" a " after a=" prev_a ", expected " want; bad = 1 }
-        patched++
-      } else if (a != prev_a + 10) { print "unpatched a=" a " after " prev_a; bad = 1 }
-      if (b != prev_b + 2000) { print "b=" b " after b=" prev_b; bad = 1 }
-    }
-    if (b % 1000 != 2) { print "b=" b " is not from b.c"; bad = 1 }
-    prev_a = a; prev_b = b; seen = 1
-  }
-  END { exit bad || patched < 5 }' || fail "a or b did not go on as they should"
+"${PROBE[@]}" lines "$LOG" 0 | awk -f "$SCENARIO_DIR/counts.awk" || fail "a or b did not go on as they should"
 status_has fix

@@ -1,12 +1,11 @@
 # Threads are created and end all the time while suture attaches, checks,
 # patches and detaches: it must catch the new ones and forget the dead ones.
 # Three rounds of apply and revert.
-build target target.c
-fix fix fix.c
-pack fix target
-
-start target
+project project
+start project/target
 wait_for 'value=[0-9]{1,2} churn=[0-9]{1,2} spawned=[1-9]'
+build_from_diff fix fix.diff
+expect_replaced compute
 spawned() { "${PROBE[@]}" lines "$LOG" 0 | sed -n 's/.*spawned=//p' | tail -n 1; }
 for round in 1 2 3; do
   say "round $round"

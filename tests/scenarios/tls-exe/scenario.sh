@@ -1,13 +1,13 @@
-# The patch reads thread-locals defined in the executable; each thread must
-# see its own.
-build target target.c
-fix fix fix.c
+# The fix makes report() read thread-locals defined in the executable; each
+# thread must see its own.
+project project
+start project/target
+wait_for '^worker 3 tick [0-9]+$'
+build_from_diff fix fix.diff
+expect_replaced report
+patch_object fix fix.o
 readelf -r "$W/fix.o" | grep -E 'R_X86_64_(TLSGD|GOTTPOFF|TPOFF|DTPOFF)' >/dev/null ||
   fail "the patch has no TLS relocations"
-pack fix target
-
-start target
-wait_for '^worker 3 tick [0-9]+$'
 apply fix
 wait_for '^worker [0-9] tick [0-9]+ tls='
 expect_no '^worker [0-9] tick [0-9]+$' 1.5

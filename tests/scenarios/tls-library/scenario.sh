@@ -1,14 +1,14 @@
-# The patch (for the library) reads thread-locals defined in a shared library;
+# The fix makes the library's lib_report() read the library's thread-locals;
 # each thread must see its own.
-build_lib libtlsdemo.so tlsdemo.c
-build target main.c -L"$W" -ltlsdemo -Wl,-rpath,"$W"
-fix fix fix.c
+project project
+start project/target
+wait_for '^worker 3 tick [0-9]+$'
+build_from_diff fix fix.diff
+expect_replaced lib_report
+[[ -f $W/fix/libtlsdemo.so.sut && ! -e $W/fix/target.sut ]] || fail "expected one patch, for libtlsdemo.so: $(ls "$W/fix")"
+patch_object fix fix.o
 readelf -r "$W/fix.o" | grep -E 'R_X86_64_(TLSGD|GOTTPOFF|TPOFF|DTPOFF)' >/dev/null ||
   fail "the patch has no TLS relocations"
-pack fix libtlsdemo.so
-
-start target
-wait_for '^worker 3 tick [0-9]+$'
 apply fix
 wait_for '^worker [0-9] tick [0-9]+ tls='
 expect_no '^worker [0-9] tick [0-9]+$' 1.5
