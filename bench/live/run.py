@@ -445,9 +445,17 @@ def longest_hold_us(out):
     Stop-the-world holds every thread for the whole pause, so there it is pause_us;
     zero-suspend holds threads one at a time and reports the longest of those
     (zero_suspend.longest_hold_us, src/cli/live-report.cc)."""
+    holds = []
     live = out.get("zero_suspend")
     if isinstance(live, dict) and isinstance(live.get("longest_hold_us"), (int, float)):
-        return live["longest_hold_us"], "zero_suspend.longest_hold_us"
+        holds.append((live["longest_hold_us"], "zero_suspend.longest_hold_us"))
+    # with --safe-point: two live switches (to the dispatchers, then to the new code)
+    for step in ("first_switch", "second_switch"):
+        h = (out.get("transition") or {}).get(step, {}).get("longest_hold_us")
+        if isinstance(h, (int, float)):
+            holds.append((h, f"transition.{step}.longest_hold_us"))
+    if holds:
+        return max(holds)
     return out.get("pause_us"), "pause_us"
 
 
@@ -465,6 +473,15 @@ def live_note(out):
         note += f", waited {live['waited_clear_us'] / 1000:.1f} ms for the old code to clear"
     if live.get("old_frames"):
         note += "; still in old code: " + ", ".join(f"{f['thread']} in {f['function']}" for f in live["old_frames"])
+    t = out.get("transition")
+    if isinstance(t, dict):
+        threads = t.get("threads", [])
+        entered = sum(1 for x in threads if x.get("how") == "entered the safe point")
+        last = max((x.get("after_us", 0) for x in threads), default=0)
+        old = sum((t.get("old_calls") or {}).values())
+        note += (f"; safe point {t.get('safe_point')}: {len(threads)} threads switched, {entered} on entering it, "
+                 f"{len(threads) - entered} idle between requests, the last after {last / 1000:.1f} ms; transition "
+                 f"{t.get('length_us', 0) / 1000:.1f} ms; {old} calls ran the replaced version meanwhile")
     return note
 
 
