@@ -22,6 +22,12 @@
 // connection that then closed or reset is `lost`; a request whose intended time
 // passed while its connection was down (refused, backing off) is `dropped`;
 // a request still unanswered after the grace period is `unanswered`.
+//
+// Which code answered. With --mark TEXT, a reply that contains TEXT sets bit 7
+// of its record's `op` (kMarked). A live patch that changes one reply (run.py's
+// memcached patch makes `version` say so) then shows, request by request, which
+// version of the code answered: when the switch happened on each connection,
+// and that no connection went back to the old code after it.
 // A connection that goes down is retried after 1 ms, doubling to 4 ms, so the
 // window in which a server refuses connections is seen to within a few ms.
 //
@@ -79,13 +85,14 @@ namespace {
 enum class Protocol : uint8_t { redis, memcache };
 enum class Op : uint8_t { get = 0, set = 1, ping = 2 };
 enum class Status : uint8_t { ok = 0, error = 1, lost = 2, dropped = 3, unanswered = 4 };
+constexpr uint8_t kMarked = 0x80;  // in Record::op: the reply contained --mark
 
 // One request. Times are nanoseconds relative to t0 (CLOCK_MONOTONIC).
 struct Record {
   int64_t intended_ns;
   int64_t latency_ns;  // reply (or failure seen) minus intended; -1 when dropped
   uint8_t status;      // Status
-  uint8_t op;          // Op
+  uint8_t op;          // Op, | kMarked when the reply contained --mark
   uint16_t conn;
   uint32_t send_lag_us;  // when it was written minus intended: the generator's own delay
 };
@@ -105,6 +112,7 @@ struct Options {
   unsigned get_pct = 80, set_pct = 15;  // the rest is PING (memcached: "version")
   uint64_t seed = 1;
   std::string out;
+  std::string mark;
   int cpu = -1;
 };
 
@@ -375,6 +383,7 @@ void on_readable(Worker& w, size_t i, int64_t now) {
     c.pending.pop_front();
     rec.latency_ns = now - rec.intended_ns;
     rec.status = uint8_t(r.kind == Parse::ok ? Status::ok : Status::error);
+    if (!w.opt->mark.empty() && b.substr(0, r.used).find(w.opt->mark) != std::string_view::npos) rec.op |= kMarked;
     off += r.used;
   }
   c.in.erase(0, off);
@@ -495,6 +504,7 @@ void usage() {
   --value-size B             SET value size, DEBUG POPULATE's format (32)
   --mix GET:SET              percent of GET and SET; the rest is PING/version (80:15)
   --seed S --cpu N           random seed; pin the workers to CPU N
+  --mark TEXT                flag replies containing TEXT (bit 7 of the record's op)
 Prints "ready T0_MONO_NS" when connected, then one JSON summary line. SIGUSR1 marks an event.
 )");
   std::exit(2);
@@ -528,6 +538,7 @@ Options parse_args(int argc, char** argv) {
     } else if (a == "--seed") o.seed = std::stoull(val());
     else if (a == "--cpu") o.cpu = std::stoi(val());
     else if (a == "--out") o.out = val();
+    else if (a == "--mark") o.mark = val();
     else usage();
   }
   unsigned cores = std::max(1u, std::thread::hardware_concurrency());
@@ -637,6 +648,10 @@ int main(int argc, char** argv) {
   j["cpu_user_s"] = cpu_s(ru0.ru_utime, ru1.ru_utime);
   j["cpu_sys_s"] = cpu_s(ru0.ru_stime, ru1.ru_stime);
   j["record_size"] = sizeof(Record);
+  uint64_t marked = 0;
+  for (const Worker& w : workers)
+    for (const Record& r : w.records) marked += (r.op & kMarked) != 0;
+  j["marked"] = marked;
   fmt::print("{}\n", j.dump());
   return 0;
 }
