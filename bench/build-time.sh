@@ -39,7 +39,7 @@ for cve in "${CVES[@]}"; do
   : >"$LOG"
   CVE_DIR=$C "$E2E/prepare-tree.sh" "$W" "$FIX" "$MARK"
   rm -rf "$C/bench-cache" "$C/bench-out"
-  build_patch() { "$SUTURE" build --source "$C/tree" --build "$BUILD" --output "$C/bench-out" --cache "$C/bench-cache" "$C/fix.diff"; }
+  build_patch() { "$SUTURE" build --source "$C/tree" --build "$BUILD" --clean "make distclean" --output "$C/bench-out" --cache "$C/bench-cache" "$C/fix.diff"; }
   cold=$(seconds build_patch)
   warm=()
   for _ in $(seq "$REPEAT"); do warm+=("$(seconds build_patch)"); done

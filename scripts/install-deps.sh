@@ -10,6 +10,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 util-linux
   redis-server redis-tools ccache memcached python3-matplotlib quilt patch dpkg-dev
+  tcl  # Redis's own test suite (runtest), run by the e2e tests
 )
 
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi

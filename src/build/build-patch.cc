@@ -1,8 +1,8 @@
 // suture build, the driver:
 //   1. original build: a copy of the source tree, cleaned, built through the
 //      compiler wrapper (every object with one section per function, every
-//      compile and link logged); cached, keyed by the tree's path and build
-//      command, and reused while the tree's files are unchanged
+//      compile and link logged); cached, keyed by the tree's path and build and
+//      clean commands, and reused while the tree's files are unchanged
 //   2. patched build: a copy of the original build (timestamps kept, so the
 //      project's own build rebuilds only what the diff affects), the diffs
 //      applied with patch -p1, built again through the wrapper
@@ -323,7 +323,7 @@ void copy_tree(const fs::path& from, const fs::path& to, const fs::path& log) {
 BuildReport build_patches(const BuildOptions& options) {
   BuildReport report;
   fs::path source = fs::canonical(options.source);
-  fs::path root = cache_root(options) / fmt::format("{:016x}", fnv1a(source.string() + "\n" + options.build));
+  fs::path root = cache_root(options) / fmt::format("{:016x}", fnv1a(source.string() + "\n" + options.build + "\n" + options.clean));
   fs::create_directories(root);
   fs::path wrapper = find_wrapper(options);
   fs::path shims = root / "shims";
@@ -440,7 +440,10 @@ BuildReport build_patches(const BuildOptions& options) {
   for (const auto& c : after.compiles) {
     auto rel = rel_source(c, patched);
     recompiled_sources.insert(rel);
-    report.recompiled.push_back(rel);
+    // The build's own probes (a foo.c it writes, compiles and deletes) are not news.
+    if (fs::exists(c.source) && std::find(report.recompiled.begin(), report.recompiled.end(), rel) ==
+                                    report.recompiled.end())
+      report.recompiled.push_back(rel);
   }
   for (const auto& r : report.replayed) recompiled_sources.insert(r);
   std::set<std::string> known_sources, read_headers;
@@ -457,7 +460,17 @@ BuildReport build_patches(const BuildOptions& options) {
       fail("{} is changed by the diff and compiled by the build, but neither the patched build nor a replay of "
            "its original compile recompiled it",
            f);
-    if (is_source(f)) fail("{} is changed by the diff but no compile of the build uses it", f);
+    if (is_source(f)) {
+      // An object beside it that the original build did not make was left by
+      // the user's own build: the clean command did not reach it, so neither
+      // did the wrapper.
+      fs::path stale = original / fs::path(f).parent_path() / (fs::path(f).stem().string() + ".o");
+      if (fs::exists(stale))
+        fail("{} is changed by the diff but no compile of the original build used it: {} was left by an earlier "
+             "build, which --clean ('{}') does not remove (a vendored dependency's clean target?)",
+             f, inside(stale, original), options.clean);
+      fail("{} is changed by the diff but no compile of the build uses it", f);
+    }
     if (read_headers.count(f) || (unknown_headers && is_header(f))) continue;  // its readers were recompiled
     if (is_build_description(f)) report.build_files.push_back(f);
     else report.outside_build.push_back(f);

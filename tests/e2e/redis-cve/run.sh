@@ -105,8 +105,10 @@ digest=$(cli debug digest)
 [[ $digest =~ ^[0-9a-f]{40}$ ]] || fail "DEBUG DIGEST did not answer a digest: $digest"
 
 # --- 4. the live patch from the fix's diff, applied under load ------------------------
-"$SUTURE" build --source "$C/tree" --build "make -j$(nproc) MALLOC=libc redis-server" --output "$C/out" \
-  --cache "$C/cache" "$C/fix.diff" | tee "$C/build.out"
+# `make clean` in Redis cleans src/ only; distclean also cleans deps/, so the
+# original build compiles Lua through the wrapper too.
+"$SUTURE" build --source "$C/tree" --build "make -j$(nproc) MALLOC=libc redis-server" --clean "make distclean" \
+  --output "$C/out" --cache "$C/cache" "$C/fix.diff" | tee "$C/build.out"
 grep -qE "replaces (.*:)?$REPLACES\$" "$C/build.out" || fail "suture build does not replace $REPLACES"
 for want in "${EXPECT[@]}"; do grep -qF "$want" "$C/build.out" || fail "suture build does not say '$want'"; done
 
