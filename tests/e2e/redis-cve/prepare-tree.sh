@@ -11,6 +11,7 @@
 set -euo pipefail
 W=$1 FIX=$2 MARK=$3
 C=${CVE_DIR:?CVE_DIR names the directory for this fix}
+export GIT_CEILING_DIRECTORIES=$W  # see run.sh
 fail() { echo "prepare-tree: FAIL: $*" >&2; exit 1; }
 
 exec 9>"$W/source.lock"

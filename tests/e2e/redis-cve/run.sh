@@ -23,6 +23,10 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$W"
 W=$(cd "$W" && pwd)
 C=$W/$CVE
+# Redis's build stamps `git diff | wc -l` of the repository it sits in into
+# release.h; a work directory inside a checkout (this one's build directory)
+# must not make the trees look like part of it.
+export GIT_CEILING_DIRECTORIES=$W
 mkdir -p "$C"
 
 say() { echo "redis-cve $CVE: $*"; }
