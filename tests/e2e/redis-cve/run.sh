@@ -134,8 +134,9 @@ if [[ $RUNTEST == --runtest ]]; then
   # Redis's own tests, external mode, the same selection against the patched
   # server and an unpatched one of the same build (they flush the data set,
   # which has been checked above). See the README for why this selection.
-  units=(unit/scripting unit/functions unit/type/string unit/type/hash unit/type/list unit/type/set unit/keyspace
-    unit/expire)
+  # unit/type/set is left out: one of its tests asks for the server's pid,
+  # which external mode does not know, and the exception ends the whole run.
+  units=(unit/scripting unit/functions unit/type/string unit/type/hash unit/type/list unit/keyspace unit/expire)
   runtest() {  # runtest PORT NAME
     local args=()
     for u in "${units[@]}"; do args+=(--single "$u"); done
