@@ -37,8 +37,10 @@ seconds() {  # seconds COMMAND...: runs it, prints its wall time (s), fails with
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 json="[" rows=()
-for cve in "${CVES[@]}"; do
-  cve_facts "$cve"
+# BENCH_CVES: a subset, e.g. BENCH_CVES="CVE-2025-32023 CVE-2024-46981".
+read -r -a chosen <<<"${BENCH_CVES:-${CVES[*]}}"
+for cve in "${chosen[@]}"; do
+  cve_facts "$cve" || { echo "build-time: unknown $cve (known: ${CVES[*]})" >&2; exit 2; }
   C=$W/$cve
   LOG=$C/build-time.log
   mkdir -p "$C"
