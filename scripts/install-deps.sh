@@ -11,6 +11,7 @@ packages=(
   python3 util-linux
   redis-server redis-tools ccache memcached python3-matplotlib quilt patch dpkg-dev
   libevent-dev libsasl2-dev
+  tcl  # Redis's own test suite (runtest), run by the e2e tests
 )
 
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi

@@ -11,7 +11,7 @@
 #   redis      the tree just before Debian's CVE-2025-32023 fix (quilt series
 #              popped to the patch before it, as tests/e2e/redis-cve does),
 #              `make MALLOC=libc redis-server` (Debian's tree has no jemalloc);
-#              its patch is the fix's own diff (replaces hllSparseSet).
+#              its patch is the fix's own diff (replaces hllSparseToDense, hllSparseRegHisto, hllMerge).
 #   memcached  Debian's tree with all of its patches, configured with Debian's
 #              flags (dpkg-buildflags with hardening=+all: -g -O2, PIE, relro,
 #              now, fortify) and options (--enable-sasl --enable-tls); its patch
@@ -93,7 +93,7 @@ echo "build-servers: suture build of the redis fix ($REDIS_FIX)" >&2
 rm -rf "$R/patch"
 nice "$SUTURE" build --source "$R/tree" --build "make -j$JOBS MALLOC=libc redis-server" --output "$R/patch" \
   --cache "$R/suture-cache" "$R/fix.diff" >"$R/build.out" 2>&1 || fail "redis: suture build failed: $(tail -n 5 "$R/build.out")"
-grep -q 'replaces hllSparseSet' "$R/build.out" || fail "redis: suture build does not replace hllSparseSet (see $R/build.out)"
+grep -q 'replaces hllSparseToDense' "$R/build.out" || fail "redis: suture build does not replace hllSparseToDense (see $R/build.out)"
 
 echo "build-servers: suture build of memcached-version.diff" >&2
 rm -rf "$M/patch"

@@ -1,17 +1,31 @@
 // suture build, the driver:
 //   1. original build: a copy of the source tree, cleaned, built through the
 //      compiler wrapper (every object with one section per function, every
-//      compile and link logged); cached, keyed by the tree's path and build
-//      command, and reused while the tree's files are unchanged
+//      compile and link logged); cached, keyed by the tree's path and build and
+//      clean commands, and reused while the tree's files are unchanged
 //   2. patched build: a copy of the original build (timestamps kept, so the
 //      project's own build rebuilds only what the diff affects), the diffs
 //      applied with patch -p1, built again through the wrapper
-//   3. accounting: every file the diff touches is compiled into an object that
-//      is compared, or reported as outside the build; a touched source the build
-//      did not recompile is an error, never a silent "nothing changed"
-//   4. per recompiled object: compare with its original (object-diff), extract
-//      what changed (extract), and group by the binary it links into
-//   5. per binary: fidelity check of every replaced function against the binary
+//   3. replay: a translation unit whose source, or a header it read (the
+//      wrapper logs both), the diff touches but that the project's build did
+//      not recompile -- Redis's `make redis-server` never rebuilds deps/lua, a
+//      plain Makefile without -MD never follows headers -- is compiled again
+//      by running the compile the wrapper logged in the original build (same
+//      cwd, arguments and environment, its paths moved to the patched tree).
+//      Rejected: making the project's build do it (touching files to force
+//      make only works for make, and only where the rule exists at all);
+//      refusing (leaves the user with nothing but an error for every fix in a
+//      vendored dependency).
+//   4. accounting: every file the diff touches is compiled into an object that
+//      is compared, read by such a compile (headers), a build description, or
+//      reported as outside the build; a touched source that no compile of
+//      either build uses is an error, never a silent "nothing changed"
+//   5. per recompiled object: compare with its original (object-diff), extract
+//      what changed (extract), and group by the binary it links into, directly
+//      or through a static archive (archive.h); a source new in the patched
+//      tree is compared with an empty object, so all of it is new, and its
+//      binary is the one the patched build linked it into
+//   6. per binary: fidelity check of every replaced function against the binary
 //      that runs, then pack against it (build-id of the running binary)
 #include "build/build-patch.h"
 
@@ -25,6 +39,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -34,6 +49,7 @@
 #include "build/extract/extract-patch.h"
 #include "build/fidelity/fidelity-check.h"
 #include "build/pack.h"
+#include "build/wrapper/archive.h"
 #include "common/error.h"
 #include "common/fnv1a.h"
 #include "common/read-file.h"
@@ -118,7 +134,11 @@ fs::path find_wrapper(const BuildOptions& options) {
 }
 
 struct Compile {
-  fs::path source, object;
+  fs::path source, object, cwd;
+  std::string compiler;
+  std::vector<std::string> command, env;
+  std::optional<std::vector<fs::path>> headers;  // nullopt: the wrapper could not tell
+  bool split = false;                            // the object lives outside the tree
 };
 struct Link {
   fs::path output;
@@ -143,7 +163,19 @@ BuildLog read_log(const fs::path& path) {
       for (const auto& i : j.at("inputs")) l.inputs.push_back(i.get<std::string>());
       log.links.push_back(std::move(l));
     } else if (j.contains("object")) {
-      log.compiles.push_back({j.at("source").get<std::string>(), j.at("object").get<std::string>()});
+      Compile c;
+      c.source = j.at("source").get<std::string>();
+      c.object = j.at("object").get<std::string>();
+      c.cwd = j.value("cwd", std::string());
+      c.compiler = j.value("compiler", std::string());
+      c.command = j.value("command", std::vector<std::string>());
+      c.env = j.value("env", std::vector<std::string>());
+      c.split = j.value("split", false);
+      if (auto h = j.find("headers"); h != j.end() && h->is_array()) {
+        c.headers.emplace();
+        for (const auto& p : *h) c.headers->push_back(p.get<std::string>());
+      }
+      log.compiles.push_back(std::move(c));
     }
   }
   return log;
@@ -172,6 +204,107 @@ bool is_source(const fs::path& p) {
   return exts.count(p.extension().string()) > 0;
 }
 
+// Files that compiles include: what a compile with unknown headers may have read.
+bool is_header(const fs::path& p) {
+  static const std::set<std::string> exts = {".h", ".hh", ".hpp", ".hxx", ".h++", ".inc", ".def", ".tcc", ".ipp"};
+  return exts.count(p.extension().string()) > 0;
+}
+
+// What tells the build what to do rather than being compiled.
+bool is_build_description(const fs::path& p) {
+  static const std::set<std::string> exts = {".mk", ".cmake", ".am", ".ac", ".m4", ".ld", ".lds"};
+  static const std::set<std::string> names = {"Makefile", "makefile", "GNUmakefile", "CMakeLists.txt",
+                                              "configure", "meson.build", "Makefile.in"};
+  return exts.count(p.extension().string()) > 0 || names.count(p.filename().string()) > 0;
+}
+
+// PATH relative to TREE when it lies inside it ("" otherwise).
+std::string inside(const fs::path& path, const fs::path& tree) {
+  auto rel = path.lexically_normal().lexically_relative(tree);
+  if (rel.empty() || *rel.begin() == "..") return "";
+  return rel.string();
+}
+
+// Moves every path under one of FROM to the same place under TO, inside
+// arguments too ("-I/…/original/src", "-MF/…/original-objects/x.d"). A prefix
+// counts only when a path separator or the end follows it, so "original"
+// never matches "original-objects".
+struct PathMap {
+  std::vector<std::pair<std::string, std::string>> moves;  // longest first
+  std::string operator()(const std::string& text) const {
+    std::string out;
+    size_t i = 0;
+    while (i < text.size()) {
+      bool moved = false;
+      for (const auto& [from, to] : moves) {
+        if (text.compare(i, from.size(), from) != 0) continue;
+        size_t end = i + from.size();
+        if (end < text.size() && text[end] != '/' && text[end] != ':' && text[end] != ' ' && text[end] != '=')
+          continue;
+        out += to;
+        i = end;
+        moved = true;
+        break;
+      }
+      if (!moved) out += text[i++];
+    }
+    return out;
+  }
+};
+
+// Runs ARGV in CWD with exactly ENV, output appended to LOG; returns whether it succeeded.
+bool run_exact(const std::vector<std::string>& argv, const fs::path& cwd, const std::vector<std::string>& env,
+               const fs::path& log) {
+  if (argv.empty()) return false;
+  std::vector<char*> args, envp;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  for (const auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  int out = ::open(log.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (out < 0) fail("{}: cannot open: {}", log.string(), errno_text(errno));
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(out);
+    fail("cannot fork: {}", errno_text(errno));
+  }
+  if (pid == 0) {
+    if (::chdir(cwd.c_str()) != 0) _exit(126);
+    ::dup2(out, 1);
+    ::dup2(out, 2);
+    ::execve(args[0], args.data(), envp.data());
+    _exit(127);
+  }
+  ::close(out);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+std::string shell_words(const std::vector<std::string>& words) {
+  std::string line;
+  for (const auto& w : words) line += (line.empty() ? "" : " ") + w;
+  return line;
+}
+
+// The binaries OBJECT went into, relative to TREE: links that name it, or name
+// an archive that holds it.
+std::vector<std::string> binaries_of(const fs::path& object, const std::vector<Link>& links, const fs::path& tree) {
+  std::vector<std::string> outputs;
+  auto wanted = fs::weakly_canonical(object);
+  for (const auto& l : links)
+    for (const auto& in : l.inputs) {
+      bool direct = fs::weakly_canonical(in) == wanted;
+      if (direct || (in.extension() == ".a" && fs::exists(in) && wrapper::is_archive(in.string()) &&
+                     wrapper::archive_holds(in.string(), object.string()))) {
+        outputs.push_back(fs::relative(l.output, tree).string());
+        break;
+      }
+    }
+  return outputs;
+}
+
 std::string first_file_symbol(const elf::ElfFile& object) {
   for (const auto& s : object.symbols())
     if (s.type == 4 /* STT_FILE */ && !s.name.empty()) return s.name;
@@ -190,7 +323,7 @@ void copy_tree(const fs::path& from, const fs::path& to, const fs::path& log) {
 BuildReport build_patches(const BuildOptions& options) {
   BuildReport report;
   fs::path source = fs::canonical(options.source);
-  fs::path root = cache_root(options) / fmt::format("{:016x}", fnv1a(source.string() + "\n" + options.build));
+  fs::path root = cache_root(options) / fmt::format("{:016x}", fnv1a(source.string() + "\n" + options.build + "\n" + options.clean));
   fs::create_directories(root);
   fs::path wrapper = find_wrapper(options);
   fs::path shims = root / "shims";
@@ -216,7 +349,9 @@ BuildReport build_patches(const BuildOptions& options) {
 
   // 1. the original build, cached
   fs::path original = root / "original", original_log = root / "original.log", stamp = root / "stamp";
-  std::string print = fingerprint(source);
+  // The log's format is part of the key: a log without headers and commands
+  // (an older wrapper's) cannot drive replays.
+  std::string print = fingerprint(source) + " log-2";
   std::string stamped;
   if (std::ifstream in(stamp); in) std::getline(in, stamped);
   if (stamped == print && fs::exists(original_log)) {
@@ -248,29 +383,100 @@ BuildReport build_patches(const BuildOptions& options) {
   run(options.build, patched, root / "patched-build.txt", options.verbose, build_env(patched_log));
   BuildLog after = read_log(patched_log);
 
-  // 3. accounting
+  // 3. replay what the project's build left stale
+  auto rel_source = [](const Compile& c, const fs::path& tree) { return inside(c.source, tree); };
+  auto reads_touched = [&](const Compile& o) {
+    if (touched.count(rel_source(o, original))) return true;
+    if (!o.headers)  // the wrapper could not tell: any touched header may be one of them
+      return std::any_of(touched.begin(), touched.end(), [](const std::string& f) { return is_header(f); });
+    return std::any_of(o.headers->begin(), o.headers->end(),
+                       [&](const fs::path& h) { return touched.count(inside(h, original)) > 0; });
+  };
+  // The patched build redid O: it compiled the same source (into the same
+  // object, when both live in the trees; a source may be compiled twice).
+  auto redone = [&](const Compile& o) {
+    return std::any_of(after.compiles.begin(), after.compiles.end(), [&](const Compile& c) {
+      if (rel_source(c, patched) != rel_source(o, original)) return false;
+      return c.split || o.split || inside(c.object, patched) == inside(o.object, original);
+    });
+  };
+  fs::path original_objects = root / "original-objects", replay_objects = root / "replay-objects";
+  PathMap to_patched{{{original_objects.string(), replay_objects.string()}, {original.string(), patched.string()}}};
+  std::sort(to_patched.moves.begin(), to_patched.moves.end(),
+            [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+  fs::remove_all(replay_objects);
+  struct Pair {
+    const Compile* original = nullptr;  // null: a source new in the patched tree
+    Compile patched;
+  };
+  std::vector<Pair> pairs;
+  for (const auto& o : before.compiles) {
+    std::string rel = rel_source(o, original);
+    if (rel.empty() || !reads_touched(o) || redone(o)) continue;
+    if (!fs::exists(patched / rel)) continue;  // the diff deletes it
+    if (o.command.empty()) fail("{}: the build did not recompile it and the build log has no command to replay", rel);
+    Compile r = o;
+    r.source = to_patched(o.source.string());
+    r.object = to_patched(o.object.string());
+    r.cwd = to_patched(o.cwd.string());
+    r.command.clear();
+    for (const auto& a : o.command) r.command.push_back(to_patched(a));
+    r.env.clear();
+    for (const auto& e : o.env) r.env.push_back(to_patched(e));
+    fs::create_directories(r.object.parent_path());
+    fs::create_directories(replay_objects / "deps");
+    fs::path replay_log = root / "replay.txt";
+    if (options.verbose) fmt::print(stderr, "suture build: replay {}: $ {}  (in {})\n", rel, shell_words(r.command), r.cwd.string());
+    if (!run_exact(r.command, r.cwd, r.env, replay_log))
+      fail("{}: the build did not recompile it, and its original compile, replayed in the patched tree, failed "
+           "(see {}): $ {}",
+           rel, replay_log.string(), shell_words(r.command));
+    report.replayed.push_back(rel);
+    pairs.push_back({&o, std::move(r)});
+  }
+
+  // 4. accounting
   std::set<std::string> recompiled_sources;
   for (const auto& c : after.compiles) {
-    auto rel = fs::relative(c.source, patched).lexically_normal().string();
+    auto rel = rel_source(c, patched);
     recompiled_sources.insert(rel);
-    report.recompiled.push_back(rel);
+    // The build's own probes (a foo.c it writes, compiles and deletes) are not news.
+    if (fs::exists(c.source) && std::find(report.recompiled.begin(), report.recompiled.end(), rel) ==
+                                    report.recompiled.end())
+      report.recompiled.push_back(rel);
   }
-  std::set<std::string> known_sources;
-  for (const auto& c : before.compiles) known_sources.insert(fs::relative(c.source, original).lexically_normal().string());
+  for (const auto& r : report.replayed) recompiled_sources.insert(r);
+  std::set<std::string> known_sources, read_headers;
+  bool unknown_headers = false;
+  for (const auto& c : before.compiles) {
+    known_sources.insert(rel_source(c, original));
+    if (!c.headers) unknown_headers = true;
+    else
+      for (const auto& h : *c.headers) read_headers.insert(inside(h, original));
+  }
   for (const auto& f : touched) {
     if (recompiled_sources.count(f)) continue;
     if (known_sources.count(f))
-      fail("{} is changed by the diff and compiled by the build, but the patched build did not recompile it", f);
-    if (is_source(f)) fail("{} is changed by the diff but no compile of the build uses it", f);
-    bool header = fs::path(f).extension() == ".h" || fs::path(f).extension() == ".hpp";
-    if (header && after.compiles.empty())
-      fail("{} is changed by the diff but the patched build recompiled nothing (does the build track header "
-           "dependencies?)",
+      fail("{} is changed by the diff and compiled by the build, but neither the patched build nor a replay of "
+           "its original compile recompiled it",
            f);
-    if (!header) report.outside_build.push_back(f);
+    if (is_source(f)) {
+      // An object beside it that the original build did not make was left by
+      // the user's own build: the clean command did not reach it, so neither
+      // did the wrapper.
+      fs::path stale = original / fs::path(f).parent_path() / (fs::path(f).stem().string() + ".o");
+      if (fs::exists(stale))
+        fail("{} is changed by the diff but no compile of the original build used it: {} was left by an earlier "
+             "build, which --clean ('{}') does not remove (a vendored dependency's clean target?)",
+             f, inside(stale, original), options.clean);
+      fail("{} is changed by the diff but no compile of the build uses it", f);
+    }
+    if (read_headers.count(f) || (unknown_headers && is_header(f))) continue;  // its readers were recompiled
+    if (is_build_description(f)) report.build_files.push_back(f);
+    else report.outside_build.push_back(f);
   }
 
-  // 4. compare, extract, group by binary
+  // 5. compare, extract, group by binary
   struct Piece {
     fs::path original_object;
     std::string replaced_from;  // the original object, for the fidelity check
@@ -281,10 +487,10 @@ BuildReport build_patches(const BuildOptions& options) {
   // within the tree, and by object path when a source is compiled twice.
   // (Objects of compile-and-link commands live outside the trees.)
   auto original_compile = [&](const Compile& c) -> const Compile* {
-    fs::path rel_source = fs::relative(c.source, patched).lexically_normal();
+    std::string rel = rel_source(c, patched);
     std::vector<const Compile*> candidates;
     for (const auto& o : before.compiles)
-      if (fs::relative(o.source, original).lexically_normal() == rel_source) candidates.push_back(&o);
+      if (rel_source(o, original) == rel) candidates.push_back(&o);
     if (candidates.size() > 1) {
       fs::path rel_object = fs::relative(c.object, patched).lexically_normal();
       std::erase_if(candidates, [&](const Compile* o) {
@@ -295,14 +501,26 @@ BuildReport build_patches(const BuildOptions& options) {
     return candidates[0];
   };
   for (const auto& c : after.compiles) {
-    std::string rel = fs::relative(c.source, patched).lexically_normal().string();
+    std::string rel = rel_source(c, patched);
     // A build's own probes compile files they delete again (a test of the
     // compiler, not part of any binary).
     if (!fs::exists(c.source) || !fs::exists(c.object)) continue;
     const Compile* before_compile = original_compile(c);
-    if (!before_compile)
-      fail("{}: no single compile of it in the original build (new source files are not supported yet)", rel);
-    fs::path old_object = before_compile->object;
+    if (!before_compile && known_sources.count(rel))
+      fail("{}: compiled more than once in the original build, and none of those compiles wrote {}", rel,
+           inside(c.object, patched));
+    pairs.push_back({before_compile, c});
+  }
+  // A new source is compared with an object that defines nothing: all of it is new.
+  fs::path empty_object = root / "empty.o";
+  for (const auto& [before_compile, c] : pairs) {
+    std::string rel = rel_source(c, patched);
+    if (!before_compile && !fs::exists(empty_object)) {
+      std::string compiler = c.compiler.empty() ? "cc" : c.compiler;
+      run(quote(compiler) + " -c -x c /dev/null -o " + quote(empty_object.string()), root, root / "empty.log",
+          options.verbose);
+    }
+    fs::path old_object = before_compile ? before_compile->object : empty_object;
     auto old_elf = elf::ElfFile::open(old_object.string());
     auto new_elf = elf::ElfFile::open(c.object.string());
     auto diff = diff::diff_objects(old_elf, new_elf);
@@ -315,12 +533,19 @@ BuildReport build_patches(const BuildOptions& options) {
     if (diff.changes.empty()) continue;
     auto extracted = extract::extract_patch(new_elf, diff, first_file_symbol(new_elf));
     std::vector<std::string> outputs;
-    for (const auto& l : before.links)
-      for (const auto& in : l.inputs)
-        if (fs::weakly_canonical(in) == fs::weakly_canonical(old_object))
-          outputs.push_back(fs::relative(l.output, original).string());
-    if (outputs.empty() && before.links.size() == 1) outputs.push_back(fs::relative(before.links[0].output, original).string());
-    if (outputs.empty()) fail("{}: cannot tell which binary its object is linked into", rel);
+    if (before_compile) {
+      outputs = binaries_of(old_object, before.links, original);
+      if (outputs.empty() && before.links.size() == 1)
+        outputs.push_back(fs::relative(before.links[0].output, original).string());
+    } else {
+      // Only the patched build links a new source; the binary that runs is the
+      // same path in the original tree.
+      outputs = binaries_of(c.object, after.links, patched);
+      std::erase_if(outputs, [&](const std::string& out) { return !fs::exists(original / out); });
+    }
+    if (outputs.empty())
+      fail("{}: cannot tell which binary its object is linked into{}", rel,
+           before_compile ? "" : " (a new source: no link of the patched build that is also in the original uses it)");
     for (const auto& out : outputs) by_binary[out].push_back({old_object, old_object.string(), extracted});
   }
   if (by_binary.empty()) {
@@ -330,7 +555,7 @@ BuildReport build_patches(const BuildOptions& options) {
          outside.empty() ? "" : "; outside the build: " + outside);
   }
 
-  // 5. per binary: fidelity, then pack against the running binary
+  // 6. per binary: fidelity, then pack against the running binary
   fs::create_directories(options.output);
   for (const auto& [binary_rel, pieces] : by_binary) {
     std::string running = options.against.empty() ? (source / binary_rel).string() : options.against;

@@ -33,11 +33,14 @@ struct BuildReport {
   std::vector<std::string> outside_build;  // files the diff touches that no compile used
   bool original_cached = false;            // the original build was reused
   std::vector<std::string> recompiled;     // translation units the patched build compiled
+  std::vector<std::string> replayed;       // ...that it left stale and suture compiled again
+  std::vector<std::string> build_files;    // build descriptions the diff touches (Makefile...)
   std::vector<std::string> forgiven;       // "FILE: FUNCTION: why it is not a change" (line numbers)
 };
 
-// Throws Error naming what went wrong (a failed build, a touched source the build
-// did not recompile, a refused change, a fidelity mismatch).
+// Throws Error naming what went wrong (a failed build, a touched source no
+// compile uses, a replayed compile that failed, a refused change, a fidelity
+// mismatch).
 BuildReport build_patches(const BuildOptions& options);
 
 }  // namespace suture::build

@@ -21,6 +21,8 @@ Run add_build(CLI::App& app) {
     auto report = build::build_patches(*options);
     fmt::print("original build: {}\n", report.original_cached ? "reused from the cache" : "built");
     for (const auto& f : report.recompiled) fmt::print("recompiled: {}\n", f);
+    for (const auto& f : report.replayed) fmt::print("replayed: {} (its original compile; the build left it stale)\n", f);
+    for (const auto& f : report.build_files) fmt::print("build description: {}\n", f);
     for (const auto& f : report.outside_build) fmt::print("outside the build: {}\n", f);
     for (const auto& f : report.forgiven) fmt::print("not a change: {}\n", f);
     for (const auto& p : report.patches) {

@@ -25,8 +25,9 @@ std::string to_json_line(const CompileRecord& r) {
   nlohmann::ordered_json j = {
       {"cwd", r.cwd},          {"compiler", r.compiler}, {"launcher", r.launcher}, {"args", r.args},
       {"command", r.command},  {"added", r.added},       {"source", r.source},     {"object", r.object},
-      {"language", r.language}, {"split", r.split},      {"time", r.time},
+      {"language", r.language}, {"split", r.split},      {"time", r.time},     {"env", r.env},
   };
+  j["headers"] = r.headers ? nlohmann::ordered_json(*r.headers) : nlohmann::ordered_json(nullptr);
   return dump_line(j);
 }
 

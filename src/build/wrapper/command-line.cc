@@ -177,7 +177,11 @@ CommandLine parse_command_line(const std::vector<std::string>& args) {
       note(line.library_args, false);
     }
 
-    if (arg.starts_with("-MF")) line.dependency_file_named = true;
+    if (arg.starts_with("-MF")) {
+      line.dependency_file_named = true;
+      if (arg.size() > 3) line.dependency_output = arg.substr(3);
+      else if (has_next) line.dependency_output = args[i + 1];
+    }
     if (arg.starts_with("-MT") || arg.starts_with("-MQ")) line.dependency_target = true;
 
     if (is_one_of(arg, separate_argument_options) && has_next) ++i;

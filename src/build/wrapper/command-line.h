@@ -50,6 +50,7 @@ struct CommandLine {
   bool data_sections = false;          // -fdata-sections already given
   bool dependency_file = false;        // -MD or -MMD
   bool dependency_file_named = false;  // -MF
+  std::optional<std::string> dependency_output;  // the -MF argument, as written
   bool dependency_target = false;      // -MT or -MQ
 };
 

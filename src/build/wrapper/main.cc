@@ -14,7 +14,8 @@
 // go; default: suture-objects beside the log).
 //
 // What it does, per invocation:
-//   compile (-c)           add -ffunction-sections -fdata-sections if missing, run, record each object
+//   compile (-c)           add -ffunction-sections -fdata-sections if missing (and -MD -MF SIDE when the
+//                          compile writes no dependency file), run, record each object and what it read
 //   compile and link       compile each source to a kept object, link those, record all (split-compile.h)
 //   link                   run unchanged, record output and inputs
 //   anything else          exec the compiler unchanged (-E, -S, -M, --version, probes to stdin...)
@@ -28,13 +29,17 @@
 #include <exception>
 #include <filesystem>
 
+#include <fmt/format.h>
+
 #include "build/wrapper/build-log.h"
 #include "build/wrapper/command-line.h"
+#include "build/wrapper/dependency-file.h"
 #include "build/wrapper/real-compiler.h"
 #include "build/wrapper/shims.h"
 #include "build/wrapper/spawn.h"
 #include "build/wrapper/split-compile.h"
 #include "common/error.h"
+#include "common/fnv1a.h"
 
 extern char** environ;
 
@@ -108,20 +113,65 @@ LinkRecord link_record(const Context& ctx, const Invocation& inv, const std::vec
   return record;
 }
 
+// The compiler's environment as the log keeps it: without the variables that
+// tell a wrapper where to log (a replay must not write into the original log).
+std::vector<std::string> recorded_env(const Context& ctx) {
+  std::vector<std::string> env;
+  for (const auto& e : ctx.child_env)
+    if (!e.starts_with("SUTURE_BUILD_LOG=") && !e.starts_with("SUTURE_OBJDIR=")) env.push_back(e);
+  return env;
+}
+
+// A compile that asks for no dependency file gets one on the side, in the
+// wrapper's object directory, named after the object it belongs to.
+std::string side_dependency_file(const Context& ctx, const std::string& object) {
+  auto dir = fs::path(ctx.object_dir) / "deps";
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) fail("suture-cc: {}: cannot create: {}", dir.string(), ec.message());
+  return (dir / fmt::format("{:016x}-{}.d", fnv1a(object), getpid())).string();
+}
+
+// What the compile of SOURCE read: from our side file (removed after) or the
+// project's own dependency file (left for the project).
+std::optional<std::vector<std::string>> read_headers(const std::string& side, const std::optional<std::string>& own,
+                                                     const std::string& source, const std::string& cwd) {
+  if (!side.empty()) {
+    auto headers = headers_from_file(side, source, cwd);
+    std::error_code ec;
+    fs::remove(side, ec);
+    return headers;
+  }
+  if (own) return headers_from_file(*own, source, cwd);
+  return std::nullopt;
+}
+
 [[noreturn]] void compile(const Context& ctx, const Invocation& inv, const CommandLine& line) {
   auto added = flags_to_add(line);
-  auto command = inv.command(concat(inv.args, added));
-  if (ctx.log.empty() || discarded(line.output)) exec_command(command, ctx.child_env);
+  auto args = concat(inv.args, added);
+  if (ctx.log.empty() || discarded(line.output)) exec_command(inv.command(args), ctx.child_env);
 
+  auto objects = objects_of(line, ctx.env.cwd);
+  // One -MF names one file: with several sources only the project's own
+  // dependency files (one per source) can tell; else the headers stay unknown.
+  std::string side;
+  if (!line.dependency_file && line.sources.size() == 1) {
+    side = side_dependency_file(ctx, objects[0]);
+    args = concat(args, {"-MD", "-MF", side});
+  }
+  auto command = inv.command(args);
   int status = run_command(command, ctx.child_env);
   if (!succeeded(status)) exit_like(status);
-  auto objects = objects_of(line, ctx.env.cwd);
   std::vector<std::string> lines;
   for (size_t i = 0; i < line.sources.size(); ++i) {
     const auto& source = line.sources[i];
-    lines.push_back(to_json_line(CompileRecord{ctx.env.cwd, inv.compiler, inv.launcher, inv.args, command, added,
-                                               absolute_path(source.path, ctx.env.cwd), objects[i], source.language,
-                                               false, now()}));
+    auto own = own_dependency_file(line, source.path);
+    if (line.sources.size() > 1 && line.dependency_output) own.reset();  // one -MF, several sources: unknowable
+    CompileRecord record{ctx.env.cwd, inv.compiler, inv.launcher, inv.args, command, added,
+                         absolute_path(source.path, ctx.env.cwd), objects[i], source.language, false, now()};
+    record.env = recorded_env(ctx);
+    record.headers = read_headers(side, own, source.path, ctx.env.cwd);
+    lines.push_back(to_json_line(record));
   }
   append_lines(ctx.log, lines);
   exit_like(status);
@@ -138,13 +188,24 @@ LinkRecord link_record(const Context& ctx, const Invocation& inv, const std::vec
     std::error_code ec;
     fs::create_directories(fs::path(step.object).parent_path(), ec);
     if (ec) fail("suture-cc: {}: cannot create: {}", fs::path(step.object).parent_path().string(), ec.message());
-    auto command = inv.command(step.args);
+    auto step_args = step.args;
+    std::string side;
+    if (step.dependency_file.empty()) {
+      side = side_dependency_file(ctx, step.object);
+      step_args = concat(step_args, {"-MD", "-MF", side});
+    }
+    auto command = inv.command(step_args);
     int status = run_command(command, ctx.child_env);
     if (!succeeded(status)) exit_like(status);
     const auto& source = line.sources[step.source];
-    lines.push_back(to_json_line(CompileRecord{ctx.env.cwd, inv.compiler, inv.launcher, inv.args, command,
-                                               flags_to_add(line), absolute_path(source.path, ctx.env.cwd),
-                                               step.object, source.language, true, now()}));
+    CompileRecord record{ctx.env.cwd, inv.compiler, inv.launcher, inv.args, command,
+                         flags_to_add(line), absolute_path(source.path, ctx.env.cwd),
+                         step.object, source.language, true, now()};
+    record.env = recorded_env(ctx);
+    std::optional<std::string> own;
+    if (!step.dependency_file.empty()) own = step.dependency_file;
+    record.headers = read_headers(side, own, source.path, ctx.env.cwd);
+    lines.push_back(to_json_line(record));
   }
   auto command = inv.command(plan.link_args);
   int status = run_command(command, ctx.child_env);

@@ -51,8 +51,10 @@ SplitPlan plan_split(const std::vector<std::string>& args, const CommandLine& li
     for (size_t i = 0; i < args.size(); ++i)
       if (!drop[i]) compile.args.push_back(args[i]);
     for (auto& flag : flags_to_add(line)) compile.args.push_back(flag);
+    if (line.dependency_file && line.dependency_output) compile.dependency_file = *line.dependency_output;
     if (line.dependency_file && !line.dependency_file_named) {
       auto [file, target] = combined_dependency_file(line, source);
+      compile.dependency_file = file;
       compile.args.push_back("-MF");
       compile.args.push_back(file);
       if (!line.dependency_target) {

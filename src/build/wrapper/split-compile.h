@@ -29,6 +29,7 @@ struct SplitCompile {
   std::vector<std::string> args;  // the compiler's arguments
   std::string object;             // absolute
   size_t source = 0;              // index into CommandLine::sources
+  std::string dependency_file;    // the project's own, as the compile writes it; "" when it asked for none
 };
 
 struct SplitPlan {

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -164,6 +165,28 @@ class MakeProject : public ::testing::Test {
     auto& calc = links[src("calc")];
     EXPECT_TRUE(calc["compiler"].get<std::string>().ends_with("++"));
     EXPECT_EQ(calc["inputs"], json({src("main.o"), src("mathx.o"), src("shapes.o"), src("sub/libsub.a")}));
+
+    // What each compile read, for suture build to follow header changes: from
+    // the project's own -MMD file (which leaves out system headers), or from
+    // the side file the wrapper adds to compiles that write none.
+    auto headers = [&](const json& r) {
+      EXPECT_TRUE(r["headers"].is_array()) << r.dump();
+      return r["headers"].is_array() ? r["headers"].get<std::vector<std::string>>() : std::vector<std::string>{};
+    };
+    EXPECT_EQ(headers(main_r), std::vector<std::string>{src("src/mathx.h")});
+    EXPECT_EQ(headers(compiles[src("src/mathx.c")]), std::vector<std::string>{src("src/mathx.h")});
+    // scale.c includes nothing; its -MD was the wrapper's, which also names gcc's implicit stdc-predef.h.
+    for (const auto& h : headers(sub)) EXPECT_TRUE(h.starts_with("/usr/")) << h;
+    auto shapes_headers = headers(compiles[src("shapes.cc")]);
+    EXPECT_FALSE(shapes_headers.empty());  // no -MD of its own: the side file names the system headers too
+    EXPECT_TRUE(headers(tool).empty());
+    auto side_dir = log.parent_path() / "suture-objects" / "deps";
+    EXPECT_TRUE(!fs::exists(side_dir) || fs::is_empty(side_dir)) << "side dependency files are left behind";
+    // ...and what it ran with, to run it again: the environment without the log's variables.
+    auto env = sub["env"].get<std::vector<std::string>>();
+    EXPECT_TRUE(std::any_of(env.begin(), env.end(), [](const std::string& e) { return e.starts_with("PATH="); }));
+    EXPECT_FALSE(std::any_of(env.begin(), env.end(),
+                             [](const std::string& e) { return e.starts_with("SUTURE_BUILD_LOG="); }));
 
     // One section per function and per variable.
     auto main_sections = section_names(dir / "main.o");
@@ -330,6 +353,38 @@ TEST_F(MakeProject, CMakeProject) {
     EXPECT_TRUE(section_names(counter_o).count(".bss.count"));
     EXPECT_EQ(sh((build / "app").string()).output, "count 2\n");
   }
+}
+
+// The side -MD -MF the wrapper adds to learn a compile's headers changes no
+// byte of the object, and a compile that names its own dependency file keeps
+// it (read, not replaced by a second -MF).
+TEST_F(MakeProject, HeadersRecordedWithoutChangingTheObject) {
+  std::ofstream(root / "a.h") << "#define A_STEP 3\n";
+  std::ofstream(root / "a.c") << "#include \"a.h\"\nint a_step(int x) { return x + A_STEP; }\n";
+  std::string cd = "cd " + root.string() + " && ";
+  auto r = sh(cd + log_env() + " " SUTURE_CC " gcc -O2 -g -c a.c -o logged.o && " SUTURE_CC
+              " gcc -O2 -g -c a.c -o unlogged.o");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(read_text(root / "logged.o"), read_text(root / "unlogged.o"));
+  auto recs = records();
+  ASSERT_EQ(recs.size(), 1u);
+  auto read = recs[0]["headers"].get<std::vector<std::string>>();  // a.h and gcc's implicit stdc-predef.h
+  EXPECT_EQ(std::count(read.begin(), read.end(), (root / "a.h").string()), 1) << recs[0]["headers"];
+  for (const auto& h : read) EXPECT_TRUE(h == (root / "a.h").string() || h.starts_with("/usr/")) << h;
+  auto command = recs[0]["command"].get<std::vector<std::string>>();
+  EXPECT_EQ(std::count(command.begin(), command.end(), "-MD"), 1);
+  EXPECT_FALSE(fs::exists(root / "logged.d"));  // the side file went to the wrapper's directory, and is gone
+
+  fs::remove(log);
+  r = sh(cd + log_env() + " " SUTURE_CC " gcc -O2 -MD -MF own.dep -c a.c -o own.o");
+  ASSERT_EQ(r.status, 0) << r.output;
+  recs = records();
+  ASSERT_EQ(recs.size(), 1u);
+  read = recs[0]["headers"].get<std::vector<std::string>>();
+  EXPECT_EQ(std::count(read.begin(), read.end(), (root / "a.h").string()), 1) << recs[0]["headers"];
+  command = recs[0]["command"].get<std::vector<std::string>>();
+  EXPECT_EQ(std::count(command.begin(), command.end(), "-MF"), 1);
+  EXPECT_NE(read_text(root / "own.dep").find("a.h"), std::string::npos);
 }
 
 TEST_F(MakeProject, CompilerStatusAndStderrPassThrough) {

@@ -1,0 +1,2 @@
+/* In the tree, never compiled by its build. */
+int vend_unused(int x) { return x; }

@@ -1,0 +1,2 @@
+/* In the tree, included by nothing. */
+#define UNUSED_LIMIT 10

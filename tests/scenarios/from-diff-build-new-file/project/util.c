@@ -1,0 +1,3 @@
+#include "util.h"
+
+__attribute__((noinline)) int compute(int x) { return x % 10; }
