@@ -353,18 +353,8 @@ ApplyReport apply(pid_t pid, const std::vector<PatchInput>& patches, const Apply
       p.record.state = RecordState::active;
     }
     undo.commit();
-    try {
-      // Nothing runs the stubs any more (the second switch waited for that).
-      unmap_region(tracee, report.transition->memory);
-    } catch (const TargetGone&) {
-      throw;
-    } catch (const Error& e) {
-      fmt::print(stderr, "suture: warning: the transition memory stays mapped: {}\n", e.what());
-    }
-    report.live = report.transition->to_dispatchers;
-    report.pause = std::max({tracee.longest_hold(), report.transition->to_dispatchers.longest_hold,
-                             report.transition->to_new_code.longest_hold});
-    report.live.longest_hold = report.pause;
+    report.live = finish_transition(tracee, *report.transition);
+    report.pause = report.live.longest_hold;
     report.threads = report.live.threads;
     for (auto& p : prepared) report.applied.push_back(std::move(p.record));
     report.total = Clock::now() - started;

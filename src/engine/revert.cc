@@ -174,17 +174,8 @@ RevertReport revert_at_safe_point(pid_t pid, process::Tracee& tracee, TargetMode
   report.transition = run_safe_point_transition(tracee, model, undo, in);
   undo.commit();
   unmap_all(tracee, model, chosen);
-  try {
-    unmap_region(tracee, report.transition->memory);
-  } catch (const TargetGone&) {
-    throw;
-  } catch (const Error& e) {
-    fmt::print(stderr, "suture: warning: the transition memory stays mapped: {}\n", e.what());
-  }
-  report.live = report.transition->to_dispatchers;
-  report.pause = std::max({tracee.longest_hold(), report.transition->to_dispatchers.longest_hold,
-                           report.transition->to_new_code.longest_hold});
-  report.live.longest_hold = report.pause;
+  report.live = finish_transition(tracee, *report.transition);
+  report.pause = report.live.longest_hold;
   report.threads = report.live.threads;
   for (const auto* r : chosen) report.reverted.push_back(*r);
   report.total = std::chrono::steady_clock::now() - started;

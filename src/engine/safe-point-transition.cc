@@ -350,4 +350,18 @@ TransitionReport run_safe_point_transition(process::Tracee& tracee, TargetModel&
   return Transition(tracee, model, undo, input).run();
 }
 
+consistency::LiveSwitchReport finish_transition(process::Tracee& tracee, const TransitionReport& transition) {
+  try {
+    unmap_region(tracee, transition.memory);
+  } catch (const TargetGone&) {
+    throw;
+  } catch (const Error& e) {
+    fmt::print(stderr, "suture: warning: the transition memory stays mapped: {}\n", e.what());
+  }
+  consistency::LiveSwitchReport live = transition.to_dispatchers;
+  live.longest_hold = std::max({tracee.longest_hold(), transition.to_dispatchers.longest_hold,
+                                transition.to_new_code.longest_hold});
+  return live;
+}
+
 }  // namespace suture::engine

@@ -68,4 +68,10 @@ struct TransitionInput {
 TransitionReport run_safe_point_transition(process::Tracee& tracee, TargetModel& model, UndoLog& undo,
                                            const TransitionInput& input);
 
+// Once the caller has committed: unmaps the transition memory (nothing runs it:
+// the second switch waited for that; a failure is only reported) and sums the
+// transition up as one live report, the longest hold over both switches and
+// `tracee`'s own holds.
+consistency::LiveSwitchReport finish_transition(process::Tracee& tracee, const TransitionReport& transition);
+
 }  // namespace suture::engine
