@@ -134,17 +134,44 @@ def cmd_end(log):
     return 0
 
 
+ARENA = 64 << 20  # glibc's HEAP_MAX_SIZE on 64-bit: a malloc arena heap is this big and aligned
+
+
+def arena_heaps(maps):
+    """Spans of glibc malloc arena heaps: anonymous mappings that exactly tile
+    one ARENA-aligned ARENA-sized block. The target makes them itself (a thread's
+    first malloc, e.g. when its unwinder sorts a patch's unwind tables that were
+    registered and then taken back), so they say nothing about what suture left."""
+    blocks = {}
+    for fields in maps:
+        if len(fields) > 5:
+            continue
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        blocks.setdefault(start // ARENA, []).append((start, end, fields[0]))
+    spans = set()
+    for block, parts in blocks.items():
+        parts.sort()
+        base = block * ARENA
+        if parts[0][0] == base and parts[-1][1] == base + ARENA and all(
+                a[1] == b[0] for a, b in zip(parts, parts[1:])):
+            spans.update(p[2] for p in parts)
+    return spans
+
+
 def cmd_snapshot(pid):
     pid = int(pid)
     print("threads:", " ".join(str(t) for t in sorted(thread_states(pid))))
     with open(f"/proc/{pid}/maps") as f:
         maps = [line.split() for line in f]
+    arenas = arena_heaps(maps)
     with open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
         for fields in maps:
             span, perms, offset = fields[0], fields[1], fields[2]
             name = fields[5] if len(fields) > 5 else ""
             if name in ("[heap]", "[stack]"):
                 print(perms, name)
+                continue
+            if span in arenas:
                 continue
             line = f"{span} {perms} {offset} {name}"
             if "x" in perms and name != "[vsyscall]":
