@@ -259,27 +259,19 @@ struct Tracee::Impl {
 
   // --- seizing --------------------------------------------------------------
 
-  // Attaches to `tid` and asks it to stop. Returns false if it is gone.
-  bool seize(pid_t tid, bool trace_clone) {
-    char state = thread_state(pid, tid);
-    if (state == '\0' || state == 'Z' || state == 'X') return false;
-    Thread t;
-    t.tid = tid;
-    t.state = state;
-    long options = trace_clone ? PTRACE_O_TRACECLONE : 0;
+  enum class Seized { attached, gone, ours_already };
+
+  // PTRACE_SEIZE with the retries a live thread needs. `ours_already`: the
+  // kernel attached it for us (TRACECLONE) before we heard of its creation; its
+  // first stop is on the way.
+  Seized seize_thread(pid_t tid, long options) {
     for (int attempt = 0; ptrace(PTRACE_SEIZE, tid, nullptr, reinterpret_cast<void*>(options)) != 0; ++attempt) {
       int err = errno;
-      if (err == ESRCH) return false;
-      state = thread_state(pid, tid);
-      if (state == '\0' || state == 'Z' || state == 'X') return false;
+      if (err == ESRCH) return Seized::gone;
+      char state = thread_state(pid, tid);
+      if (state == '\0' || state == 'Z' || state == 'X') return Seized::gone;
       auto tracer = status_field(pid, tid, "TracerPid");
-      if (tracer && *tracer == std::to_string(gettid())) {
-        // Attached already by the kernel (TRACECLONE) before we heard of its
-        // creation; its first stop is on the way.
-        t.held_since = Clock::now();
-        threads.emplace(tid, std::move(t));
-        return true;
-      }
+      if (tracer && *tracer == std::to_string(gettid())) return Seized::ours_already;
       if (tracer && *tracer != "0")
         fail("process {}: thread {} is already traced by process {} (a debugger?)", pid, tid, *tracer);
       // A thread on its way out refuses attachment before it shows as a
@@ -287,8 +279,21 @@ struct Tracee::Impl {
       if (attempt == 50) fail("process {}: cannot attach to thread {}: {}", pid, tid, errno_text(err));
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
+    return Seized::attached;
+  }
+
+  // Attaches to `tid` and asks it to stop. Returns false if it is gone.
+  bool seize(pid_t tid, bool trace_clone) {
+    char state = thread_state(pid, tid);
+    if (state == '\0' || state == 'Z' || state == 'X') return false;
+    Seized seized = seize_thread(tid, trace_clone ? PTRACE_O_TRACECLONE : 0);
+    if (seized == Seized::gone) return false;
+    Thread t;
+    t.tid = tid;
+    t.state = state;
     t.held_since = Clock::now();
     threads.emplace(tid, std::move(t));
+    if (seized == Seized::ours_already) return true;
     if (ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0 && errno != ESRCH)
       fail("process {}: cannot interrupt thread {}: {}", pid, tid, errno_text(errno));
     return true;
@@ -600,21 +605,10 @@ struct Tracee::Impl {
   bool seize_running(pid_t tid) {
     char state = thread_state(pid, tid);
     if (state == '\0' || state == 'Z' || state == 'X') return false;
-    for (int attempt = 0;; ++attempt) {
-      if (ptrace(PTRACE_SEIZE, tid, nullptr, reinterpret_cast<void*>(long{PTRACE_O_TRACECLONE})) == 0) break;
-      int err = errno;
-      if (err == ESRCH) return false;
-      state = thread_state(pid, tid);
-      if (state == '\0' || state == 'Z' || state == 'X') return false;
-      auto tracer = status_field(pid, tid, "TracerPid");
-      if (tracer && *tracer == std::to_string(gettid())) {
-        adopt(tid);  // attached by the kernel already (TRACECLONE); its first stop is on the way
-        return true;
-      }
-      if (tracer && *tracer != "0")
-        fail("process {}: thread {} is already traced by process {} (a debugger?)", pid, tid, *tracer);
-      if (attempt == 50) fail("process {}: cannot attach to thread {}: {}", pid, tid, errno_text(err));
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    switch (seize_thread(tid, PTRACE_O_TRACECLONE)) {
+      case Seized::gone: return false;
+      case Seized::ours_already: adopt(tid); return true;
+      case Seized::attached: break;
     }
     Thread t;
     t.tid = tid;
