@@ -234,17 +234,9 @@ class Switch {
   // kernel away from the changing bytes, else held alone (and stepped out of
   // them). nullopt if the thread is gone.
   std::optional<Backtrace> look_at(pid_t tid) {
-    if (auto view = blocked_view(pid_, tid); view && !inside_window(view->pc)) {
-      user_regs_struct regs{};
-      regs.rip = view->pc.value();
-      regs.rsp = view->sp.value();
-      unwinder_.forget_memory();
-      Backtrace trace = unwinder_.unwind(tid, regs);
-      auto again = blocked_view(pid_, tid);
-      if (trace.complete && again && again->text == view->text) {
-        ++report_.threads_seen_running;
-        return trace;
-      }
+    if (auto trace = unwind_blocked(unwinder_, pid_, tid); trace && !inside_window(trace->pcs.front())) {
+      ++report_.threads_seen_running;
+      return trace;
     }
     try {
       tracee_.hold(tid);
@@ -269,16 +261,6 @@ class Switch {
     return trace;
   }
 
-  static std::optional<std::string> function_in(const Backtrace& trace, const std::vector<BusyRange>& ranges,
-                                                bool exact_only_at_top) {
-    for (size_t i = 0; i < trace.pcs.size(); ++i) {
-      RemoteAddr probe = i == 0 || !exact_only_at_top ? trace.pcs[i] : trace.pcs[i] - 1;
-      for (const auto& r : ranges)
-        if (r.range.contains(probe)) return r.function;
-    }
-    return std::nullopt;
-  }
-
   // Step 2: no thread may resume inside the bytes that change next.
   void examine_all_threads() {
     auto deadline = Clock::now() + options_.timeout;
@@ -296,7 +278,7 @@ class Switch {
           again.push_back(tid);
           continue;
         }
-        if (auto f = function_in(*trace, options_.old_code, true))
+        if (auto f = frame_in(*trace, options_.old_code))
           report_.old_frames.push_back({tid, process::thread_name(pid_, tid), *f, *trace});
       }
       if (again.empty()) return;
@@ -355,7 +337,7 @@ class Switch {
       for (pid_t tid : tracee_.threads()) {
         auto trace = look_at(tid);
         if (!trace) continue;
-        if (auto f = function_in(*trace, ranges, true)) {
+        if (auto f = frame_in(*trace, ranges)) {
           busy.emplace(tid, *f);
           break;
         }
@@ -429,6 +411,28 @@ std::optional<KernelView> blocked_view(pid_t pid, pid_t tid) {
   view.pc = RemoteAddr(std::strtoull(fields.back().c_str(), nullptr, 16));
   if (view.pc.value() == 0) return std::nullopt;
   return view;
+}
+
+std::optional<Backtrace> unwind_blocked(Unwinder& unwinder, pid_t pid, pid_t tid) {
+  auto view = blocked_view(pid, tid);
+  if (!view) return std::nullopt;
+  user_regs_struct regs{};
+  regs.rip = view->pc.value();
+  regs.rsp = view->sp.value();
+  unwinder.forget_memory();
+  Backtrace trace = unwinder.unwind(tid, regs);
+  auto again = blocked_view(pid, tid);
+  if (!trace.complete || trace.pcs.empty() || !again || again->text != view->text) return std::nullopt;
+  return trace;
+}
+
+std::optional<std::string> frame_in(const Backtrace& trace, const std::vector<BusyRange>& ranges) {
+  for (size_t i = 0; i < trace.pcs.size(); ++i) {
+    RemoteAddr probe = i == 0 ? trace.pcs[i] : trace.pcs[i] - 1;
+    for (const auto& r : ranges)
+      if (r.range.contains(probe)) return r.function;
+  }
+  return std::nullopt;
 }
 
 LiveSwitchReport switch_entries_live(pid_t pid, const std::vector<EntryChange>& changes,

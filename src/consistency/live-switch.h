@@ -81,6 +81,15 @@ struct KernelView {
 };
 std::optional<KernelView> blocked_view(pid_t pid, pid_t tid);
 
+// The stack of a thread blocked in the kernel, unwound from its blocked_view()
+// without a hold; nullopt if it runs, if the unwind is incomplete, or if the
+// thread moved while we read it.
+std::optional<Backtrace> unwind_blocked(Unwinder& unwinder, pid_t pid, pid_t tid);
+
+// The range a frame of `trace` lies in: frame #0 by its pc, the others by their
+// call (return address - 1). nullopt when none.
+std::optional<std::string> frame_in(const Backtrace& trace, const std::vector<BusyRange>& ranges);
+
 // Runs the change on a controller thread of its own (attachments end with that
 // thread, without a stop) and waits for it. All or nothing: on any failure the
 // entries hold `before` again, and threads steered into `steer_code` before the

@@ -276,21 +276,8 @@ class Transition {
 
   // Blocked in the kernel with nothing of a request on its stack.
   bool idle(consistency::Unwinder& unwinder, pid_t tid, const std::vector<consistency::BusyRange>& in_request) {
-    auto view = consistency::blocked_view(pid_, tid);
-    if (!view) return false;
-    user_regs_struct regs{};
-    regs.rip = view->pc.value();
-    regs.rsp = view->sp.value();
-    unwinder.forget_memory();
-    auto trace = unwinder.unwind(tid, regs);
-    if (!trace.complete) return false;
-    for (size_t i = 0; i < trace.pcs.size(); ++i) {
-      RemoteAddr probe = i == 0 ? trace.pcs[i] : trace.pcs[i] - 1;
-      for (const auto& r : in_request)
-        if (r.range.contains(probe)) return false;
-    }
-    auto again = consistency::blocked_view(pid_, tid);
-    return again && again->text == view->text;
+    auto trace = consistency::unwind_blocked(unwinder, pid_, tid);
+    return trace && !consistency::frame_in(*trace, in_request);
   }
 
   void mark(std::vector<uint32_t>& ours, uint32_t tid) {
