@@ -31,6 +31,8 @@ nlohmann::json live_json(const consistency::LiveSwitchReport& live) {
   j["threads_seen_without_hold"] = live.threads_seen_running;
   j["steps"] = live.steps;
   j["syncs"] = live.syncs;
+  if (live.helper != 0) j["helper_thread"] = live.helper;
+  if (!live.no_helper.empty()) j["no_helper_thread"] = live.no_helper;
   j["steered_calls"] = nlohmann::json::object();
   for (const auto& [function, count] : live.steered) j["steered_calls"][function] = count;
   j["old_frames"] = nlohmann::json::array();
@@ -44,6 +46,10 @@ void print_live(const consistency::LiveSwitchReport& live, const char* old_code_
              "held briefly; switch {} ({} core syncs)\n",
              format_duration(live.longest_hold), live.threads, live.threads_seen_running, live.threads_held,
              format_duration(live.length), live.syncs);
+  if (live.helper != 0)
+    fmt::print("  system calls in the target ran on suture's helper thread {}\n", live.helper);
+  else if (!live.no_helper.empty())
+    fmt::print("  no helper thread ({}): system calls in the target held its own threads\n", live.no_helper);
   uint64_t steered = 0;
   for (const auto& [function, count] : live.steered) steered += count;
   if (steered > 0) {

@@ -87,6 +87,7 @@ class Switch {
     plan_windows();
     guardian_.emplace(pid_, changes_);  // before any int3: see switch-guardian.h
     tracee_.on_trap([this](process::Tracee::Trap& trap) { return on_trap(trap); });
+    tracee_.set_helper(options_.helper);
     tracee_.attach_running();
     register_sync_core();
     report_.threads = tracee_.threads().size();
@@ -151,7 +152,7 @@ class Switch {
       fail("process {} ignores SIGTRAP, which zero-suspend mode traps with; use --mode stop-the-world", pid_);
     if (!bit(pid_, "SigCgt")) return;
     for (pid_t tid : process::list_threads(pid_))
-      if (bit(tid, "SigBlk"))
+      if (tid != options_.helper && bit(tid, "SigBlk"))  // the helper blocks all; it never meets an int3
         fail("process {} handles SIGTRAP and its thread {} blocks it: a trap there would reset the handler; use "
              "--mode stop-the-world",
              pid_, tid);

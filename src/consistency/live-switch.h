@@ -48,6 +48,9 @@ struct LiveSwitchOptions {
   // returning the error.
   std::vector<BusyRange> steer_code;
   std::chrono::milliseconds timeout{10'000};
+  // Suture's helper thread in the target (process/helper-thread.h), 0 for none:
+  // it runs the system calls of the switch and is never examined.
+  pid_t helper = 0;
 };
 
 // A thread that still has a frame in old code after the switch (it finishes
@@ -70,6 +73,8 @@ struct LiveSwitchReport {
   std::chrono::nanoseconds length{0};          // first int3 written to last byte serialized
   std::chrono::nanoseconds waited_clear{0};    // waiting for wait_clear
   int syncs = 0;                               // core serializations run in the target
+  pid_t helper = 0;                            // suture's thread that ran the system calls, if any
+  std::string no_helper;                       // ...else why there was none
 };
 
 // pc and sp of a thread blocked in the kernel, from /proc/PID/task/TID/syscall

@@ -35,6 +35,7 @@
 #include "engine/undo-log.h"
 #include "engine/unwind-registration.h"
 #include "link/link-patch.h"
+#include "process/helper-thread.h"
 #include "process/tracee.h"
 #include "redirect/entry-jump.h"
 #include "redirect/preserving-thunk.h"
@@ -220,10 +221,11 @@ Prepared prepare(process::Tracee& tracee, TargetModel& model, UndoLog& undo,
 
 // Zero-suspend: the entries change while the target runs.
 consistency::LiveSwitchReport switch_live(pid_t pid, const std::vector<Prepared>& prepared,
-                                          std::chrono::milliseconds timeout, UndoLog& undo) {
+                                          std::chrono::milliseconds timeout, pid_t helper, UndoLog& undo) {
   std::vector<consistency::EntryChange> changes;
   consistency::LiveSwitchOptions options;
   options.timeout = timeout;
+  options.helper = helper;
   for (const auto& p : prepared) {
     for (const auto& d : p.record.redirects)
       changes.push_back({d.name, d.site, d.original, d.jump, d.thunk.empty() ? d.destination : d.thunk.start});
@@ -277,6 +279,10 @@ ApplyReport apply(pid_t pid, const std::vector<PatchInput>& patches, const Apply
   // The tracee outlives the undo log: undos run while we still hold what we hold.
   process::Tracee tracee(pid);
   TargetModel model(tracee);
+  // Zero-suspend: system calls in the target run on a thread of suture's own
+  // (destroyed after the undo log below, which may need it).
+  std::optional<process::HelperThread> helper;
+  if (options.mode == Mode::zero_suspend) helper.emplace(tracee);
 
   // 1. match each patch to the object with its build-id
   std::vector<std::pair<const PatchInput*, size_t>> matched;
@@ -354,6 +360,8 @@ ApplyReport apply(pid_t pid, const std::vector<PatchInput>& patches, const Apply
     }
     undo.commit();
     report.live = finish_transition(tracee, *report.transition);
+    report.live.helper = helper->tid();
+    report.live.no_helper = helper->why_not();
     report.pause = report.live.longest_hold;
     report.threads = report.live.threads;
     for (auto& p : prepared) report.applied.push_back(std::move(p.record));
@@ -362,13 +370,17 @@ ApplyReport apply(pid_t pid, const std::vector<PatchInput>& patches, const Apply
   }
   if (options.mode == Mode::zero_suspend) {
     report.mode = Mode::zero_suspend;
-    report.live = switch_live(pid, prepared, options.timeout, undo);
+    report.live = switch_live(pid, prepared, options.timeout, tracee.helper(), undo);
+    report.live.helper = helper->tid();
+    report.live.no_helper = helper->why_not();
     for (auto& p : prepared) {
       write_record_state(tracee.memory(), p.record, RecordState::active);
       p.record.state = RecordState::active;
     }
     undo.commit();
-    report.pause = std::max(tracee.longest_hold(), report.live.longest_hold);
+    // The holds around the switch (linking's IFUNC calls, unwind registration,
+    // the helper's creation) count as much as those of the switch.
+    report.pause = report.live.longest_hold = std::max(tracee.longest_hold(), report.live.longest_hold);
     report.threads = report.live.threads;
     for (auto& p : prepared) report.applied.push_back(std::move(p.record));
     report.total = Clock::now() - started;

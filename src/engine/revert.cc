@@ -24,6 +24,7 @@
 #include "engine/target-model.h"
 #include "engine/undo-log.h"
 #include "engine/unwind-registration.h"
+#include "process/helper-thread.h"
 #include "process/tracee.h"
 
 namespace suture::engine {
@@ -120,6 +121,7 @@ RevertReport revert_live(pid_t pid, process::Tracee& tracee, const TargetModel& 
   }
   consistency::LiveSwitchOptions live;
   live.timeout = options.timeout;
+  live.helper = tracee.helper();
   live.wait_clear = code_of(chosen);
   live.old_code = live.wait_clear;
   tracee.release_all();
@@ -131,7 +133,8 @@ RevertReport revert_live(pid_t pid, process::Tracee& tracee, const TargetModel& 
   }
   // Entries are back and nobody runs the code: from here on, only unmapping.
   unmap_all(tracee, model, chosen);
-  report.pause = std::max(tracee.longest_hold(), report.live.longest_hold);
+  // Unmapping and unwind deregistration hold threads too.
+  report.pause = report.live.longest_hold = std::max(tracee.longest_hold(), report.live.longest_hold);
   report.threads = report.live.threads;
   for (const auto* r : chosen) report.reverted.push_back(*r);
   report.total = std::chrono::steady_clock::now() - started;
@@ -189,6 +192,10 @@ RevertReport revert(pid_t pid, const std::vector<std::string>& ids, const Revert
   RevertReport report;
   process::Tracee tracee(pid);
   TargetModel model(tracee);
+  // Zero-suspend: system calls in the target run on a thread of suture's own
+  // (destroyed after the undo log below, which may need it).
+  std::optional<process::HelperThread> helper;
+  if (options.mode == Mode::zero_suspend) helper.emplace(tracee);
   const auto& records = model.records();
   if (records.empty()) fail("process {} has no patches applied", pid);
 
@@ -197,8 +204,13 @@ RevertReport revert(pid_t pid, const std::vector<std::string>& ids, const Revert
   check_interrupt();
   if (!options.safe_point.empty() && options.mode != Mode::zero_suspend)
     fail("--safe-point needs --mode zero-suspend");
-  if (!options.safe_point.empty()) return revert_at_safe_point(pid, tracee, model, chosen, options, started);
-  if (options.mode == Mode::zero_suspend) return revert_live(pid, tracee, model, chosen, options, started);
+  if (options.mode == Mode::zero_suspend) {
+    RevertReport live = options.safe_point.empty() ? revert_live(pid, tracee, model, chosen, options, started)
+                                                   : revert_at_safe_point(pid, tracee, model, chosen, options, started);
+    live.live.helper = helper->tid();
+    live.live.no_helper = helper->why_not();
+    return live;
+  }
 
   // No thread may be running (or be about to return into) the code that goes away.
   auto busy = code_of(chosen);

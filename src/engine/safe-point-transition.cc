@@ -224,8 +224,10 @@ class Transition {
 
   consistency::LiveSwitchReport live(const std::vector<consistency::EntryChange>& changes,
                                      const consistency::LiveSwitchOptions& options) {
+    consistency::LiveSwitchOptions with_helper = options;
+    with_helper.helper = tracee_.helper();
     try {
-      return consistency::switch_entries_live(pid_, changes, options);
+      return consistency::switch_entries_live(pid_, changes, with_helper);
     } catch (const consistency::SteeredThreadsRemain&) {
       undo_.commit();  // threads still run code we mapped: it stays
       throw;
@@ -254,7 +256,7 @@ class Transition {
       }
       std::vector<pid_t> pending;
       for (pid_t tid : process::list_threads(pid_)) {
-        if (switched.contains(tid)) continue;
+        if (switched.contains(tid) || tid == tracee_.helper()) continue;
         if (marked.contains(static_cast<uint32_t>(tid))) {
           note(tid, true, started);
           switched.insert(tid);

@@ -57,7 +57,7 @@ TargetModel::TargetModel(process::Tracee& tracee) : tracee_(tracee) {
     debug_files_.push_back(std::move(debug));
   }
   auto resolve_ifunc = [this](RemoteAddr resolver) {
-    tracee_.hold_one();
+    tracee_.hold_one(process::Tracee::Work::calls);
     uint64_t result = 0;
     try {
       result = tracee_.call(resolver, {});

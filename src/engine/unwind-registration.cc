@@ -80,8 +80,9 @@ std::vector<redirect::ThunkFrame> thunk_frames(const patchfile::Patch& patch, co
 // The registry's lock may be owned by any thread: a call into it runs on one
 // held thread while all others run.
 void hold_one_only(process::Tracee& tracee) {
-  if (tracee.held_threads().size() > 1) tracee.release_all();
-  if (tracee.held_threads().empty()) tracee.hold_one();
+  auto held = tracee.held_threads();
+  if (held.size() > 1 || (held.size() == 1 && held.front().tid == tracee.helper())) tracee.release_all();
+  if (tracee.held_threads().empty()) tracee.hold_one(process::Tracee::Work::calls);
 }
 
 void put64(std::vector<uint8_t>& bytes, uint64_t at, uint64_t value) {

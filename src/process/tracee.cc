@@ -76,6 +76,7 @@
 #include "common/interrupt.h"
 #include "process/maps.h"
 #include "process/proc-files.h"
+#include "process/scheduling-boost.h"
 
 namespace suture::process {
 namespace {
@@ -130,8 +131,16 @@ Stop decode(int status) {
 // short intervals, which cost little CPU.
 class Backoff {
  public:
+  // `boosted`: we run SCHED_FIFO above the target (scheduling-boost.h), so a
+  // yield would never give our core to the thread we wait for: sleep at once,
+  // briefly (a real-time sleeper wakes within microseconds).
+  explicit Backoff(bool boosted = false) : boosted_(boosted) {}
   void pause() {
-    if (Clock::now() - started_ < std::chrono::microseconds(200)) {
+    if (boosted_) {
+      long micros = std::min(2L << std::min(sleeps_++, 4), 20L);
+      timespec ts{0, micros * 1000};
+      nanosleep(&ts, nullptr);
+    } else if (Clock::now() - started_ < std::chrono::microseconds(200)) {
       sched_yield();
     } else {
       // Capped low: a stop that takes milliseconds (the thread waits for a
@@ -151,6 +160,7 @@ class Backoff {
   }
 
  private:
+  bool boosted_;
   Clock::time_point started_ = Clock::now();
   Clock::time_point last_look_{};
   int sleeps_ = 0;
@@ -199,12 +209,14 @@ struct Tracee::Impl {
   bool attached_running = false;  // see Tracee::attach_running()
   std::function<bool(Tracee::Trap&)> trap_handler;
   pid_t worker = 0;  // the thread from hold_one()
+  pid_t helper = 0;  // suture's own thread (Tracee::set_helper)
   std::optional<RemoteAddr> syscall_insn;
   std::optional<RemoteAddr> trap_insn;
   std::optional<bool> sigtrap_ignored;
   std::chrono::nanoseconds longest{0};
+  SchedulingBoost boost;  // raised while we hold a thread or are attached
 
-  Impl(pid_t p, Memory m) : pid(p), memory(std::move(m)) {}
+  Impl(pid_t p, Memory m) : pid(p), memory(std::move(m)), boost(p) {}
 
   // A thread we held went away (killed, or its process exited).
   [[noreturn]] void throw_gone(pid_t tid) {
@@ -241,7 +253,7 @@ struct Tracee::Impl {
   // is gone without one for us (a zombie leader is reported only when its whole
   // group is dead). nullopt at the deadline.
   std::optional<int> wait_status(pid_t tid, Clock::time_point deadline, bool interruptible) {
-    Backoff backoff;
+    Backoff backoff(boost.active());
     for (;;) {
       if (auto status = try_wait(tid)) return status;
       // Attached to running threads: a trap of another thread must not wait
@@ -356,7 +368,7 @@ struct Tracee::Impl {
   // Collects the first stop of every seized thread that has not stopped yet.
   void wait_all_stopped(bool interruptible) {
     auto deadline = Clock::now() + kStopTimeout;
-    Backoff backoff;
+    Backoff backoff(boost.active());
     for (;;) {
       std::vector<pid_t> pending;
       for (auto& [tid, t] : threads)
@@ -408,7 +420,7 @@ struct Tracee::Impl {
     if (tid == pid && target_is_our_child) return;
     int status;
     auto deadline = Clock::now() + std::chrono::milliseconds(200);
-    Backoff backoff;
+    Backoff backoff(boost.active());
     while (Clock::now() < deadline) {
       pid_t r = waitpid(tid, &status, __WALL | WNOHANG);
       if (r == tid && !WIFSTOPPED(status)) return;
@@ -420,7 +432,7 @@ struct Tracee::Impl {
   }
 
   void note_hold_ended(const Thread& t) {
-    if (t.held_since == Clock::time_point{}) return;
+    if (t.held_since == Clock::time_point{} || t.tid == helper) return;  // the helper serves no one
     longest = std::max(longest, std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t.held_since));
   }
 
@@ -506,12 +518,14 @@ struct Tracee::Impl {
     while (!threads.empty()) release_one(threads.begin()->first);
     holding_all = false;
     worker = 0;
+    boost.lower();
   }
 
   // --- holding ---------------------------------------------------------------
 
   void hold_all() {
     if (attached_running) fail("internal: hold_all() while attached to running threads");
+    boost.raise();
     // A worker held alone was seized without TRACECLONE. That it is still in
     // its stop is checked on the way: a thread killed since is not.
     std::vector<pid_t> known;
@@ -541,11 +555,17 @@ struct Tracee::Impl {
     }
   }
 
-  pid_t hold_one() {
+  pid_t hold_one(Tracee::Work work) {
+    boost.raise();
+    if (worker != 0 && worker == helper && work == Tracee::Work::calls) release_one(worker);
     if (worker != 0) {
       auto it = threads.find(worker);
       if (it != threads.end() && it->second.stopped && it->second.can_run_code) return worker;
       worker = 0;
+    }
+    if (helper != 0 && work == Tracee::Work::syscalls && !holding_all) {
+      if (hold_helper()) return worker = helper;
+      helper = 0;  // gone: back to the target's own threads
     }
     if (holding_all) {
       worker = pick_held();
@@ -574,6 +594,7 @@ struct Tracee::Impl {
     std::sort(candidates.begin(), candidates.end());
     for (auto [rank, ticks, tid] : candidates) {
       check_interrupt();
+      if (tid == helper) continue;
       if (attached_running) {
         if (!threads.contains(tid) || !hold_attached(tid)) continue;
         if (!threads[tid].can_run_code) {
@@ -588,6 +609,8 @@ struct Tracee::Impl {
       wait_all_stopped(true);
       auto it = threads.find(tid);
       if (it == threads.end()) continue;  // exited meanwhile
+      // Held from its stop, as hold_attached() counts: until then it ran.
+      it->second.held_since = Clock::now();
       if (!it->second.can_run_code) {
         release_one(tid);
         continue;
@@ -597,6 +620,20 @@ struct Tracee::Impl {
     }
     if (!process_alive(pid)) throw TargetGone(fmt::format("process {} exited", pid));
     fail("process {}: no thread could be held", pid);
+  }
+
+  // The helper held (and able to run a system call); false if it is gone.
+  bool hold_helper() {
+    if (attached_running) {
+      if (!hold_attached(helper)) return false;
+    } else if (!threads.contains(helper)) {
+      if (!seize(helper, false)) return false;
+      wait_all_stopped(true);
+      if (!threads.contains(helper)) return false;
+    }
+    if (threads[helper].can_run_code) return true;
+    release_one(helper);
+    return false;
   }
 
   // --- attached mode -------------------------------------------------------------
@@ -633,6 +670,7 @@ struct Tracee::Impl {
     if (attached_running) return;
     if (!threads.empty()) fail("internal: attach_running() while threads are held");
     attached_running = true;
+    boost.raise();  // for as long as we are attached: a trapped thread waits for us
     // Threads created by attached threads are attached by the kernel; a listing
     // that shows nothing new means nobody unattached is left to create one.
     auto deadline = Clock::now() + kStopTimeout;
@@ -926,17 +964,24 @@ struct Tracee::Impl {
 
   // --- system calls -------------------------------------------------------------
 
-  int64_t syscall(long number, const std::array<uint64_t, 6>& args) {
+  int64_t syscall(long number, const std::array<uint64_t, 6>& args, std::optional<RemoteAddr> at = std::nullopt) {
     refuse_if_sigtrap_ignored();
-    return run_syscall(pick_held(), number, args);
+    return run_syscall(pick_held(), number, args, at);
   }
 
-  int64_t run_syscall(pid_t tid, long number, const std::array<uint64_t, 6>& args) {
+  RemoteAddr syscall_instruction() {
+    static constexpr std::array<uint8_t, 2> kSyscall = {0x0f, 0x05};  // syscall
+    return code_bytes(syscall_insn, kSyscall, "syscall");
+  }
+
+  int64_t run_syscall(pid_t tid, long number, const std::array<uint64_t, 6>& args,
+                      std::optional<RemoteAddr> at = std::nullopt) {
     Thread& t = held(tid);
     const user_regs_struct saved = get_regs(tid);
     const uint64_t saved_mask = get_sigmask(tid);
-    static constexpr std::array<uint8_t, 2> kSyscall = {0x0f, 0x05};  // syscall
-    RemoteAddr insn = code_bytes(syscall_insn, kSyscall, "syscall");
+    RemoteAddr insn = at ? *at : syscall_instruction();
+    // One system call instruction, bounded: it may block, never spin.
+    ScopedRunBoost running(tid, boost.active() ? boost.priority() : 0);
     user_regs_struct regs = saved;
     regs.rax = static_cast<uint64_t>(number);
     regs.rdi = args[0];
@@ -1043,6 +1088,63 @@ struct Tracee::Impl {
     }
   }
 
+  // exit(2) in a held thread: that thread alone ends. Never the leader, whose
+  // exit would leave the process a zombie-led group.
+  void end_thread(pid_t tid) {
+    if (tid == pid) fail("internal: end_thread() of the main thread of process {}", pid);
+    Thread& t = held(tid);
+    user_regs_struct regs = get_regs(tid);
+    regs.rax = SYS_exit;
+    regs.rdi = 0;
+    regs.rip = syscall_instruction().value();
+    regs.orig_rax = static_cast<uint64_t>(-1);
+    regs.eflags &= ~0x100ULL;
+    set_regs(tid, regs);
+    t.deferred.clear();  // signals for a thread that ends are nobody's
+    auto deadline = Clock::now() + kStepTimeout;
+    for (;;) {
+      auto next = resume_until_stop(t, PTRACE_CONT, deadline, "end the thread");
+      if (!next) fail("process {}: thread {} did not end within {} s", pid, tid,
+                      std::chrono::duration_cast<std::chrono::seconds>(kStepTimeout).count());
+      if (next->kind == StopKind::Gone) {
+        forget(tid);
+        if (helper == tid) helper = 0;
+        return;
+      }
+      // Anything else (a signal stop) is for a thread that is about to end.
+    }
+  }
+
+  void divert(pid_t tid, RemoteAddr code, RemoteAddr resume_slot) {
+    Thread& t = held(tid);
+    if (!t.can_run_code || !t.deferred.empty())
+      fail("internal: thread {} of process {} cannot be diverted from this stop", tid, pid);
+    user_regs_struct regs = get_regs(tid);
+    uint64_t resume = regs.rip;
+    if (static_cast<int64_t>(regs.orig_rax) >= 0) {
+      // What arch_do_signal_or_restart() does after a stop without a handler.
+      constexpr int64_t kRestartSys = 512, kRestartNoIntr = 513, kRestartNoHand = 514, kRestartBlock = 516;
+      switch (-static_cast<int64_t>(regs.rax)) {
+        case kRestartSys:
+        case kRestartNoIntr:
+        case kRestartNoHand:
+          regs.rax = regs.orig_rax;
+          resume -= 2;
+          break;
+        case kRestartBlock:
+          regs.rax = SYS_restart_syscall;
+          resume -= 2;
+          break;
+        default: break;
+      }
+    }
+    memory.write(resume_slot, std::span(reinterpret_cast<const uint8_t*>(&resume), sizeof resume));
+    regs.rip = code.value();
+    regs.orig_rax = static_cast<uint64_t>(-1);  // the restart is done above; the kernel must not redo it
+    set_regs(tid, regs);
+    release_one(tid);
+  }
+
   void forget(pid_t tid) {
     if (threads.erase(tid) == 0) return;
     if (worker == tid) worker = 0;
@@ -1055,9 +1157,12 @@ struct Tracee::Impl {
     if (args.size() > 6) fail("process {}: call of {}: {} arguments, at most 6 are supported", pid, function, args.size());
     refuse_if_sigtrap_ignored();
     pid_t tid = pick_held();
+    if (tid == helper) fail("internal: a function call on suture's helper thread (it has no TLS of its own)");
     Thread& t = held(tid);
     const user_regs_struct saved = get_regs(tid);
     const uint64_t saved_mask = get_sigmask(tid);
+    // No ScopedRunBoost here: a function may spin (a lock, a bug), and a
+    // real-time spinner would starve its core, us included.
     static constexpr std::array<uint8_t, 1> kInt3 = {0xcc};  // int3
     RemoteAddr trap = code_bytes(trap_insn, kInt3, "int3");
     std::vector<uint8_t> saved_fpu(kXstateBufferSize);
@@ -1173,9 +1278,9 @@ pid_t Tracee::pid() const { return impl_->pid; }
 
 const Memory& Tracee::memory() const { return impl_->memory; }
 
-pid_t Tracee::hold_one() {
+pid_t Tracee::hold_one(Work work) {
   try {
-    return impl_->hold_one();
+    return impl_->hold_one(work);
   } catch (...) {
     // Let go of anything this attempt seized but did not hand out.
     if (!impl_->holding_all) {
@@ -1228,9 +1333,23 @@ void Tracee::release(pid_t tid) { impl_->release_one(tid); }
 
 std::vector<pid_t> Tracee::threads() const {
   std::vector<pid_t> all;
-  for (auto& [tid, t] : impl_->threads) all.push_back(tid);
+  for (auto& [tid, t] : impl_->threads)
+    if (tid != impl_->helper) all.push_back(tid);
   return all;
 }
+
+void Tracee::set_helper(pid_t tid) { impl_->helper = tid; }
+
+pid_t Tracee::helper() const { return impl_->helper; }
+
+int64_t Tracee::syscall_at(RemoteAddr insn, long number, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
+                           uint64_t a5, uint64_t a6) {
+  return impl_->syscall(number, {a1, a2, a3, a4, a5, a6}, insn);
+}
+
+void Tracee::end_thread(pid_t tid) { impl_->end_thread(tid); }
+
+void Tracee::divert(pid_t tid, RemoteAddr code, RemoteAddr resume_slot) { impl_->divert(tid, code, resume_slot); }
 
 void Tracee::on_trap(std::function<bool(Trap&)> handler) { impl_->trap_handler = std::move(handler); }
 

@@ -46,10 +46,16 @@ class Tracee {
   pid_t pid() const;
   const Memory& memory() const;
 
-  // Holds one thread to run system calls with, preferring a thread that is
-  // blocked in a system call anyway (it is serving no one) and that the kernel
-  // will restart unseen. Returns its tid.
-  pid_t hold_one();
+  // What a thread from hold_one() is for. System calls may run on the helper
+  // thread (set_helper); function calls never do: the helper has no TLS of its
+  // own (it shares the one of the thread that created it), and libc code reads
+  // errno, malloc's caches and locks through it.
+  enum class Work { syscalls, calls };
+  // Holds one thread to run code with: the helper thread if there is one and
+  // the work is system calls, else a thread that is blocked in a system call
+  // anyway (it is serving no one) and that the kernel will restart unseen.
+  // Returns its tid.
+  pid_t hold_one(Work work = Work::syscalls);
   // Holds every thread of the process, including threads created while doing
   // so; returns when all are in ptrace-stop. Threads that exit meanwhile are
   // forgotten. Note: like SIGSTOP/SIGCONT (signal(7)), a hold makes a thread
@@ -80,8 +86,30 @@ class Tracee {
   void hold(pid_t tid);
   // Resumes one held thread (attached mode: stays attached; otherwise detaches).
   void release(pid_t tid);
-  // Every thread we are attached to or holding.
+  // Every thread we are attached to or holding, except the helper thread.
   std::vector<pid_t> threads() const;
+
+  // --- suture's own thread in the target (process/helper-thread.h) ---------------
+  //
+  // A thread that serves no one: hold_one() takes it first for system calls,
+  // and its holds are not counted in longest_hold(). 0 for none.
+  void set_helper(pid_t tid);
+  pid_t helper() const;
+  // Like syscall(), but executes the `syscall` instruction at `insn` (two bytes
+  // the caller put there): a clone() whose child must continue in our code.
+  int64_t syscall_at(RemoteAddr insn, long number, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0,
+                     uint64_t a4 = 0, uint64_t a5 = 0, uint64_t a6 = 0);
+  // Ends a held thread with exit(2) (that thread alone); for a thread suture
+  // created. Returns when the kernel reports it gone.
+  void end_thread(pid_t tid);
+  // Lets a held thread go on at `code` instead of where it stopped, with every
+  // register as it was except rip and rax: `code` must save and restore what
+  // it uses and end with `jmp [resume_slot]`. The 8 bytes at resume_slot get
+  // the address the thread would have resumed at, and rax its value there, the
+  // kernel's system-call restart applied by hand (a thread stopped inside a
+  // restartable call makes it again, as it would have). The thread is released
+  // at once: what `code` does, it does on its own time, not held.
+  void divert(pid_t tid, RemoteAddr code, RemoteAddr resume_slot);
 
   // A thread of an attached process that stopped with a signal: `regs` may be
   // changed by the handler, which returns true to resume the thread with them

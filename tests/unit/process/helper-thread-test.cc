@@ -1,0 +1,169 @@
+// Suture's helper thread in a busy target, and the divert it is created with,
+// judged by what the target reports afterwards: no read() or nanosleep() cut
+// short, no stray SIGTRAP, nothing left behind.
+#include "process/helper-thread.h"
+
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "common/error.h"
+#include "fixture-process.h"
+#include "process/maps.h"
+#include "process/proc-files.h"
+#include "process/tracee.h"
+
+namespace suture::process {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::FixtureProcess;
+
+pid_t thread_named(pid_t pid, const std::string& name) {
+  for (pid_t tid : list_threads(pid))
+    if (thread_name(pid, tid) == name) return tid;
+  return 0;
+}
+
+bool alive(pid_t pid, pid_t tid) {
+  char state = thread_state(pid, tid);
+  return state != '\0' && state != 'Z' && state != 'X';
+}
+
+// The last page of every executable mapping: where the trampoline goes.
+std::vector<std::vector<uint8_t>> code_tails(pid_t pid, const Memory& memory) {
+  std::vector<std::vector<uint8_t>> tails;
+  for (const Mapping& m : read_maps(pid))
+    if (m.exec && !m.path.empty() && m.path[0] == '/') tails.push_back(memory.read(m.end - 4096, 4096));
+  return tails;
+}
+
+void expect_unharmed(FixtureProcess& fixture) {
+  auto status = fixture.status();
+  EXPECT_EQ(status["errors"], 0) << fixture.transcript();
+  EXPECT_EQ(status["trap"], 0) << fixture.transcript();
+}
+
+TEST(HelperThread, RunsSystemCallsOnAThreadOfItsOwnAndLeavesNothingBehind) {
+  FixtureProcess fixture(FIXTURE_PATH);
+  Tracee tracee(fixture.pid());
+  auto tails_before = code_tails(fixture.pid(), tracee.memory());
+  for (int round = 0; round < 5; ++round) {
+    pid_t helper_tid = 0;
+    {
+      HelperThread helper(tracee);
+      ASSERT_EQ(helper.why_not(), "");
+      helper_tid = helper.tid();
+      ASSERT_NE(helper_tid, 0);
+      EXPECT_EQ(tracee.helper(), helper_tid);
+      EXPECT_EQ(thread_name(fixture.pid(), helper_tid), "suture-helper");
+      // Every signal blocked (the kernel never lets SIGKILL and SIGSTOP be).
+      auto blocked = status_field(fixture.pid(), helper_tid, "SigBlk");
+      ASSERT_TRUE(blocked);
+      uint64_t unblockable = (1ULL << (SIGKILL - 1)) | (1ULL << (SIGSTOP - 1));
+      EXPECT_EQ(std::strtoull(blocked->c_str(), nullptr, 16) | unblockable, ~0ULL) << *blocked;
+      // System calls run on it; function calls never do.
+      EXPECT_EQ(tracee.hold_one(), helper_tid);
+      EXPECT_EQ(tracee.syscall(SYS_gettid), helper_tid);
+      EXPECT_EQ(tracee.syscall(SYS_getpid), fixture.pid());
+      tracee.release_all();
+      pid_t for_calls = tracee.hold_one(Tracee::Work::calls);
+      EXPECT_NE(for_calls, helper_tid);
+      tracee.release_all();
+      // Its holds are not the target's: nothing else was held but the creator,
+      // briefly, and the thread for calls.
+      EXPECT_LT(tracee.longest_hold(), 1s);
+      size_t helpers = 0;
+      for (pid_t tid : list_threads(fixture.pid())) helpers += thread_name(fixture.pid(), tid) == "suture-helper";
+      EXPECT_EQ(helpers, 1u);
+    }
+    EXPECT_EQ(tracee.helper(), 0);
+    auto deadline = std::chrono::steady_clock::now() + 2s;
+    while (alive(fixture.pid(), helper_tid) && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(1ms);
+    EXPECT_FALSE(alive(fixture.pid(), helper_tid)) << "the helper thread outlived its HelperThread";
+    std::string text = fmt::format("after-helper-{}", round);
+    fixture.send(fmt::format("feed {} {}", round % 2, text));
+    EXPECT_EQ(fixture.expect("read "), fmt::format("read {} {}", round % 2, text));
+  }
+  // The padding the trampoline used has its zeros back.
+  EXPECT_EQ(code_tails(fixture.pid(), tracee.memory()), tails_before);
+  auto sleeps = fixture.status()["sleeps"];
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (fixture.status()["sleeps"] < sleeps + 3 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  EXPECT_GE(fixture.status()["sleeps"], sleeps + 3);
+  expect_unharmed(fixture);
+}
+
+// Tracee::divert on threads stopped in every state the fixture has: inside
+// read() (restarted with -ERESTARTSYS), nanosleep() (-ERESTART_RESTARTBLOCK),
+// a futex wait, and user code (a spinner): each goes through a stub that only
+// jumps back, many times, and must never notice.
+TEST(HelperThread, DivertedThreadsResumeExactlyWhereTheyWouldHave) {
+  FixtureProcess fixture(FIXTURE_PATH);
+  std::string failure, at;
+  // Attached mode ends with the thread that attached.
+  std::thread controller([&] {
+    try {
+      Tracee tracee(fixture.pid());
+      tracee.attach_running();
+      tracee.hold_one();
+      int64_t page = tracee.syscall(SYS_mmap, 0, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS,
+                                    static_cast<uint64_t>(-1), 0);
+      tracee.release_all();
+      if (page < 0) throw Error("mmap failed");
+      // One stub per divert, each with its own slot: a thread still on its way
+      // through a stub must not find the next thread's resume address there.
+      // Each: jmp [rip+2]; 2 bytes of int3; the 8-byte slot.
+      RemoteAddr next(static_cast<uint64_t>(page));
+      auto divert_through_a_stub = [&](pid_t tid) {
+        RemoteAddr stub = next;
+        next += 16;
+        tracee.memory().write(stub, std::vector<uint8_t>{0xff, 0x25, 0x02, 0, 0, 0, 0xcc, 0xcc});
+        tracee.hold(tid);
+        tracee.divert(tid, stub, stub + 8);
+        std::this_thread::sleep_for(2ms);
+        tracee.poll(0us);
+      };
+      for (const char* name : {"reader-0", "sleeper-0", "waiter", "spinner-0"}) {
+        pid_t tid = thread_named(fixture.pid(), name);
+        if (tid == 0) throw Error(fmt::format("no thread {}", name));
+        for (int i = 0; i < 40; ++i) {
+          at = fmt::format("{} round {}", name, i);
+          divert_through_a_stub(tid);
+        }
+      }
+      // The main thread too: it sits in read() on stdin.
+      for (int i = 0; i < 40; ++i) {
+        at = fmt::format("main thread round {}", i);
+        divert_through_a_stub(fixture.pid());
+      }
+      std::this_thread::sleep_for(20ms);
+      while (tracee.poll(0us) > 0) {
+      }
+    } catch (const std::exception& e) {
+      failure = fmt::format("{} (at {})", e.what(), at);
+    }
+  });
+  controller.join();
+  ASSERT_EQ(failure, "") << fixture.transcript();
+  fixture.send("feed 0 after-divert");
+  EXPECT_EQ(fixture.expect("read "), "read 0 after-divert");
+  auto sleeps = fixture.status()["sleeps"];
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (fixture.status()["sleeps"] < sleeps + 3 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  EXPECT_GE(fixture.status()["sleeps"], sleeps + 3);
+  expect_unharmed(fixture);
+}
+
+}  // namespace
+}  // namespace suture::process
