@@ -70,6 +70,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr uint8_t kInt3 = 0xcc;
 constexpr uint64_t kSigtrapBit = 1ULL << (SIGTRAP - 1);
+// The stack copied from a held thread before it is let go and unwound: server
+// threads between requests use a few KiB; a deeper stack is unwound held.
+constexpr size_t kStackCopy = 64 * 1024;
 
 bool sigtrap_pending(pid_t pid, pid_t tid) {
   auto field = process::status_field(pid, tid, "SigPnd");
@@ -233,33 +236,45 @@ class Switch {
 
   // One look at a thread's stack: without a hold if it is blocked in the
   // kernel away from the changing bytes, else held alone (and stepped out of
-  // them). nullopt if the thread is gone.
+  // them) just long enough to copy its stack, and unwound once let go; a stack
+  // deeper than the copy is unwound while held. nullopt if the thread is gone.
   std::optional<Backtrace> look_at(pid_t tid) {
     if (auto trace = unwind_blocked(unwinder_, pid_, tid); trace && !inside_window(trace->pcs.front())) {
       ++report_.threads_seen_running;
       return trace;
     }
-    try {
-      tracee_.hold(tid);
-    } catch (const TargetGone&) {
-      if (!process::process_alive(pid_)) throw;
-      return std::nullopt;
-    }
-    ++report_.threads_held;
-    user_regs_struct regs = tracee_.registers(tid);
-    for (int steps = 0; inside_window(RemoteAddr(regs.rip)); ++steps) {
-      if (steps == 16) {
-        tracee_.release(tid);
-        fail("thread {} does not leave the entry bytes of a function being switched", tid);
+    for (bool from_copy : {true, false}) {
+      try {
+        tracee_.hold(tid);
+      } catch (const TargetGone&) {
+        if (!process::process_alive(pid_)) throw;
+        return std::nullopt;
       }
-      regs = tracee_.step(tid);
-      ++report_.steps;
+      ++report_.threads_held;
+      user_regs_struct regs = tracee_.registers(tid);
+      for (int steps = 0; inside_window(RemoteAddr(regs.rip)); ++steps) {
+        if (steps == 16) {
+          tracee_.release(tid);
+          fail("thread {} does not leave the entry bytes of a function being switched", tid);
+        }
+        regs = tracee_.step(tid);
+        ++report_.steps;
+      }
+      Backtrace trace;
+      if (from_copy) {
+        unwinder_.snapshot_stack(RemoteAddr(regs.rsp), kStackCopy);
+        tracee_.release(tid);
+        trace = unwinder_.unwind(tid, regs);
+        if (!unwinder_.thaw()) continue;  // deeper than the copy
+      } else {
+        unwinder_.forget_memory();
+        trace = unwinder_.unwind(tid, regs);
+        tracee_.release(tid);
+      }
+      tracee_.poll(std::chrono::microseconds(0));
+      return trace;
     }
-    unwinder_.forget_memory();
-    Backtrace trace = unwinder_.unwind(tid, regs);
-    tracee_.release(tid);
-    tracee_.poll(std::chrono::microseconds(0));
-    return trace;
+    return std::nullopt;  // not reached: the second pass always returns
   }
 
   // Step 2: no thread may resume inside the bytes that change next.

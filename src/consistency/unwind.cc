@@ -88,6 +88,7 @@ struct Mapping {
   uint64_t end = 0;
   uint64_t offset = 0;
   bool executable = false;
+  bool writable = false;
   std::string identity;  // "dev inode path": equal for all mappings of one object
 };
 
@@ -127,6 +128,7 @@ std::vector<Mapping> parse_maps(std::string_view text) {
     m.end = end;
     m.offset = offset;
     m.executable = perms[2] == 'x';
+    m.writable = perms[1] == 'w';
     std::string_view path = path_at > 0 ? std::string_view(owned).substr(static_cast<size_t>(path_at)) : "";
     if (path.empty()) continue;  // anonymous: no object, no unwind table
     m.identity = fmt::format("{} {} {}", dev, inode, path);
@@ -170,10 +172,36 @@ struct Unwinder::Impl {
   // The thread being unwound.
   user_regs_struct regs{};
 
+  // snapshot_stack(): pages not in the copy may be read only where nothing can
+  // have changed since (file-backed, not writable: code, unwind tables).
+  bool frozen = false;
+  bool missed = false;
+
   explicit Impl(pid_t target) : pid(target) {}
+
+  const std::vector<Mapping>& mappings() {
+    // The process is held (or, between holds, loads nothing meanwhile): its
+    // mappings cannot change before invalidate().
+    if (!maps) {
+      auto text = read_text_file(fmt::format("/proc/{}/maps", pid));
+      maps = text ? parse_maps(*text) : std::vector<Mapping>();
+    }
+    return *maps;
+  }
+
+  bool immutable(uint64_t address) {
+    for (const Mapping& m : mappings())
+      if (address >= m.start && address < m.end) return !m.writable;
+    return false;  // anonymous (stacks, heap) or unmapped
+  }
 
   const Page* page_at(uint64_t page_address) {
     if (page_address == last_page_address) return last_page;
+    if (frozen && !pages.contains(page_address) && !immutable(page_address)) {
+      static const Page kOutsideTheCopy{};
+      missed = true;
+      return &kOutsideTheCopy;
+    }
     auto& slot = pages[page_address];
     if (!slot) {
       slot = std::make_unique<Page>();
@@ -351,12 +379,7 @@ struct Unwinder::Impl {
   const ObjectTable* table_for(uint64_t ip) {
     for (const ObjectTable& t : tables)
       if (ip >= t.start && ip < t.end) return t.has_table ? &t : nullptr;
-    // The process is held: its mappings cannot change before invalidate().
-    if (!maps) {
-      auto text = read_text_file(fmt::format("/proc/{}/maps", pid));
-      maps = text ? parse_maps(*text) : std::vector<Mapping>();
-    }
-    for (const Mapping& m : *maps)
+    for (const Mapping& m : mappings())
       if (ip >= m.start && ip < m.end) {
         if (!m.executable) return nullptr;
         tables.push_back(describe_object(m));
@@ -545,6 +568,35 @@ void Unwinder::forget_memory() {
   impl_->pages.clear();
   impl_->last_page_address = ~0ull;
   impl_->last_page = nullptr;
+}
+
+void Unwinder::snapshot_stack(RemoteAddr sp, size_t bytes) {
+  forget_memory();
+  uint64_t from = sp.value() & ~(kPageSize - 1);
+  uint64_t to = (sp.value() + bytes + kPageSize - 1) & ~(kPageSize - 1);
+  std::vector<uint8_t> copy(to - from);
+  ssize_t n;
+  do {
+    n = ::pread(impl_->mem_fd, copy.data(), copy.size(), static_cast<off_t>(from));
+  } while (n < 0 && errno == EINTR);
+  // /proc/PID/mem stops at the end of the stack's mapping: what is beyond
+  // was never part of the stack.
+  for (uint64_t at = 0; n > 0 && at + kPageSize <= static_cast<uint64_t>(n); at += kPageSize) {
+    auto page = std::make_unique<Impl::Page>();
+    page->readable = true;
+    std::memcpy(page->bytes.data(), copy.data() + at, kPageSize);
+    impl_->pages[from + at] = std::move(page);
+  }
+  impl_->frozen = true;
+  impl_->missed = false;
+}
+
+bool Unwinder::thaw() {
+  bool missed = impl_->missed;
+  impl_->frozen = false;
+  impl_->missed = false;
+  forget_memory();
+  return !missed;
 }
 
 void Unwinder::invalidate() {

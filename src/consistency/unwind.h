@@ -43,6 +43,14 @@ class Unwinder {
   // unwind tables and frame rules: for unwinding running threads one at a time
   // while no object is loaded or unloaded.
   void forget_memory();
+  // Copies `bytes` of a held thread's stack from `sp` up (one read of
+  // /proc/PID/mem), so the thread can be let go before it is unwound: until
+  // thaw(), unwinding reads the copy, and of the rest only what cannot change
+  // (file-backed, read-only mappings: code, unwind tables). thaw() says whether
+  // the unwinds since stayed within that (false: a frame lay beyond the copy,
+  // the backtrace stopped there and must be taken again from a held thread).
+  void snapshot_stack(RemoteAddr sp, size_t bytes);
+  bool thaw();
 
  private:
   struct Impl;

@@ -4,11 +4,14 @@
 // A hold lasts as long as suture takes to let go, and suture competes for the
 // CPU with the very process it holds a thread of: on a loaded two-core machine
 // a hold of a few system calls' worth of work measured milliseconds, spent
-// waiting for a timeslice. While a hold (or a live switch, whose trapped threads
-// wait for suture too) is in progress, the controller thread runs SCHED_FIFO one
-// priority above the highest of the target's threads (1 if none is real-time),
-// so it runs the moment it can; between holds, while it reads ELF files and
-// links, it runs as it was started, never ahead of the service. Without
+// waiting for a timeslice. While a thread of the target is stopped by us (held,
+// or stepped through a system call), and while we sleep waiting for traps
+// during a live switch, the controller thread runs SCHED_FIFO one priority
+// above the highest of the target's threads (1 if none is real-time), so it
+// runs the moment it can: priority inheritance, by hand. Otherwise (reading
+// ELF files, linking, unwinding a thread that runs on) it runs as it was
+// started, never ahead of the service: a first version that stayed raised for
+// a whole live switch delayed a server's own threads by milliseconds. Without
 // CAP_SYS_NICE nothing changes and active() stays false.
 #pragma once
 

@@ -497,11 +497,22 @@ struct Tracee::Impl {
     if (attached_running) {
       release_thread(it->second);  // stays attached and in the map (unless gone)
       if (worker == tid) worker = 0;
+      lower_boost_if_idle();
       return;
     }
     release_thread(it->second);
     threads.erase(tid);  // by key: release_thread() may have erased it already
     if (worker == tid) worker = 0;
+    lower_boost_if_idle();
+  }
+
+  // Our priority goes up only while a thread of the target is stopped by us
+  // and so waits for us (scheduling-boost.h): not while we unwind a thread
+  // that runs on, or read files.
+  void lower_boost_if_idle() noexcept {
+    for (auto& [tid, t] : threads)
+      if (t.stopped) return;
+    boost.lower();
   }
 
   void release_all() noexcept {
@@ -518,7 +529,7 @@ struct Tracee::Impl {
     while (!threads.empty()) release_one(threads.begin()->first);
     holding_all = false;
     worker = 0;
-    boost.lower();
+    lower_boost_if_idle();
   }
 
   // --- holding ---------------------------------------------------------------
@@ -670,7 +681,6 @@ struct Tracee::Impl {
     if (attached_running) return;
     if (!threads.empty()) fail("internal: attach_running() while threads are held");
     attached_running = true;
-    boost.raise();  // for as long as we are attached: a trapped thread waits for us
     // Threads created by attached threads are attached by the kernel; a listing
     // that shows nothing new means nobody unattached is left to create one.
     auto deadline = Clock::now() + kStopTimeout;
@@ -690,6 +700,7 @@ struct Tracee::Impl {
     auto it = threads.find(tid);
     if (it == threads.end()) return false;
     if (it->second.stopped) return true;
+    boost.raise();
     if (ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0) {
       if (errno == ESRCH) {
         forget(tid);
@@ -755,6 +766,16 @@ struct Tracee::Impl {
   size_t poll(std::chrono::microseconds wait) {
     auto deadline = Clock::now() + wait;
     size_t handled = 0;
+    // Waiting for traps: a trapped thread waits for us to wake. Sleeping at a
+    // high priority costs the target nothing.
+    struct Raised {
+      Impl& impl;
+      bool on;
+      ~Raised() {
+        if (on) impl.lower_boost_if_idle();
+      }
+    } raised{*this, wait.count() > 0 && attached_running};
+    if (raised.on) boost.raise();
     for (;;) {
       siginfo_t peek{};
       int r = waitid(P_ALL, 0, &peek, WEXITED | WSTOPPED | __WALL | WNOHANG | WNOWAIT);

@@ -5,6 +5,7 @@
 
 #include <libunwind-ptrace.h>
 #include <sys/ptrace.h>
+#include <sys/user.h>
 #include <sys/wait.h>
 
 #include <chrono>
@@ -116,6 +117,38 @@ TEST(Unwinder, StopsAtMaxFrames) {
   Backtrace exact = unwinder.unwind(fixture.thread("deep"), whole.pcs.size());
   EXPECT_TRUE(exact.complete) << exact.problem;
   EXPECT_EQ(exact.pcs, whole.pcs);
+}
+
+// The live switch copies a held thread's stack, lets the thread go, and
+// unwinds from the copy: that must give what an unwind of the held thread
+// gives, and say so when a frame lies beyond the copy.
+TEST(Unwinder, UnwindsFromACopyOfTheStackAsFromTheHeldThread) {
+  FixtureProcess fixture;
+  RawHold hold(fixture);
+  Unwinder unwinder(fixture.pid());
+  for (const auto& [name, tid] : fixture.threads()) {
+    SCOPED_TRACE(name);
+    Backtrace live = unwinder.unwind(tid);
+    ASSERT_TRUE(live.complete) << live.problem;
+    user_regs_struct regs{};
+    ASSERT_EQ(ptrace(PTRACE_GETREGS, tid, nullptr, &regs), 0);
+    unwinder.snapshot_stack(RemoteAddr(regs.rsp), 64 * 1024);
+    Backtrace copied = unwinder.unwind(tid, regs);
+    EXPECT_TRUE(unwinder.thaw()) << name;
+    EXPECT_EQ(copied.pcs, live.pcs) << show(copied) << "\nheld:\n" << show(live);
+  }
+  // A copy that misses the thread's frames (taken from a page above its stack
+  // pointer): the stack is writable memory, so it is never read live instead.
+  pid_t deep = fixture.thread("deep");
+  user_regs_struct regs{};
+  ASSERT_EQ(ptrace(PTRACE_GETREGS, deep, nullptr, &regs), 0);
+  unwinder.snapshot_stack(RemoteAddr((regs.rsp | 4095) + 1), 64);
+  Backtrace cut = unwinder.unwind(deep, regs);
+  EXPECT_FALSE(unwinder.thaw()) << show(cut);
+  EXPECT_FALSE(cut.complete);
+  // After thaw() the unwinder reads the live stack again.
+  Backtrace again = unwinder.unwind(deep, regs);
+  EXPECT_TRUE(again.complete) << again.problem;
 }
 
 TEST(Unwinder, ReportsAThreadThatIsNotHeld) {
