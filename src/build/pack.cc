@@ -240,7 +240,8 @@ constexpr uint64_t kUnknownStackArgumentBytes = 256;
 // Finds the registers the old function provably leaves alone and the new one
 // may write: the redirect must preserve those for such callers.
 void register_contract(const elf::ElfFile& target, const TargetView& view, const elf::ElfFile& object,
-                       patchfile::Replacement& r, std::vector<std::string>& notes) {
+                       patchfile::Replacement& r, PackResult& result) {
+  auto& notes = result.notes;
   std::map<uint64_t, const elf::Symbol*> by_address;
   for (const auto* s : view.functions) by_address.emplace(s->value, s);
   redirect::CalleeLookup callee = [&](RemoteAddr at) -> std::optional<std::pair<RemoteAddr, std::span<const uint8_t>>> {
@@ -252,6 +253,7 @@ void register_contract(const elf::ElfFile& target, const TargetView& view, const
   };
   auto old_code = target.bytes_at_vaddr(r.target_value, r.target_size);
   auto old_fn = redirect::analyze_clobbers(RemoteAddr(r.target_value), old_code, callee);
+  if (!old_fn.complete) result.unknown_contracts.emplace(r.spelling, old_fn.why_incomplete);
 
   const elf::Symbol* fresh = nullptr;
   for (const auto& s : object.symbols())
@@ -340,7 +342,7 @@ PackResult pack_requests(const PackOptions& options, std::vector<uint8_t> object
     if (code.size() != r.target_size)
       fail("{}: {}: its code is not in the file", options.target, r.symbol);
     redirect::plan_entry_jump(spelling, RemoteAddr(r.target_value), code, RemoteAddr(r.target_value + 0x1000));
-    register_contract(target, view, object, r, result.notes);
+    register_contract(target, view, object, r, result);
     warn_about_clones(view, r, result.notes);
     patch.replacements.push_back(std::move(r));
   }

@@ -1057,6 +1057,17 @@ ObjectDiff diff_objects(const elf::ElfFile& original, const elf::ElfFile& patche
   for (const Entity& e : news) {
     if (e.match) diff.original_name.emplace(e.name, olds[*e.match].name);
   }
+  // Who refers to whom; a reference to a cold part is its parent's own jump.
+  auto call_graph = [](const std::vector<Entity>& entities, std::map<std::string, std::set<std::string>>& graph) {
+    for (const Entity& e : entities) {
+      if (!e.function || e.parent) continue;
+      graph[e.name];
+      for (size_t user : e.users)
+        if (entities[user].function) graph[entities[user].name].insert(e.name);
+    }
+  };
+  call_graph(olds, diff.references);
+  call_graph(news, diff.patched_references);
 
   // Compare every pair; a fragment's difference is its parent's.
   Differ differ(old_view, new_view);
