@@ -324,10 +324,20 @@ std::optional<fs::path> compile_without_ipa_ra(const Compile& c, const fs::path&
     if (fs::path(wrapper::absolute_path(line.sources[i].path, c.cwd.string())) == c.source) source = i;
   if (!source) return std::nullopt;
 
+  // The line as it will run, but for the scratch name: the wrapper's own
+  // dependency file, which the line leaves out, has a new name every build.
+  std::vector<std::string> argv(c.command.begin(), c.command.begin() + static_cast<ptrdiff_t>(prefix));
+  for (auto& a : wrapper::side_compile_args(args, line, *source, {"-fno-ipa-ra"}, ""))
+    argv.push_back(std::move(a));
   Fnv1a key;
-  for (const auto& w : c.command) key.add_string(w);
+  for (const auto& w : argv) key.add_string(w);
   key.add_string(c.cwd.string());
-  for (const auto& e : c.env) key.add_string(e);
+  // make's own variables reach the compiler but mean nothing to it, and the
+  // jobserver's may name a new pipe every build.
+  for (const auto& e : c.env)
+    if (!e.starts_with("MAKEFLAGS=") && !e.starts_with("MFLAGS=") && !e.starts_with("MAKELEVEL=") &&
+        !e.starts_with("MAKE_TERM"))
+      key.add_string(e);
   std::vector<fs::path> read{c.source};
   if (c.headers) read.insert(read.end(), c.headers->begin(), c.headers->end());
   for (const auto& f : read) {
@@ -340,9 +350,7 @@ std::optional<fs::path> compile_without_ipa_ra(const Compile& c, const fs::path&
 
   fs::create_directories(cache);
   fs::path scratch = cache / fmt::format("{:016x}.{}.tmp.o", key.value(), ::getpid());
-  std::vector<std::string> argv(c.command.begin(), c.command.begin() + static_cast<ptrdiff_t>(prefix));
-  for (auto& a : wrapper::side_compile_args(args, line, *source, {"-fno-ipa-ra"}, scratch.string()))
-    argv.push_back(std::move(a));
+  argv.back() = scratch.string();
   if (verbose) fmt::print(stderr, "suture build: $ {}  (in {})\n", shell_words(argv), c.cwd.string());
   if (!run_exact(argv, c.cwd, c.env, log)) {
     fs::remove(scratch);
