@@ -94,6 +94,22 @@ std::set<std::string> replaced_callees(const ObjectDiff& diff, const std::string
   return found;
 }
 
+// Whether running code reaches, from `from`, a function of `kept` other than
+// itself (never through a replaced one: `from` reaches none).
+bool reaches_other(const ObjectDiff& diff, const std::string& from, const std::set<std::string>& kept) {
+  std::set<std::string> seen{from};
+  std::deque<std::string> queue{from};
+  while (!queue.empty()) {
+    std::string at = queue.front();
+    queue.pop_front();
+    for (const std::string& next : edges(diff.references, at)) {
+      if (next != from && kept.count(next)) return true;
+      if (seen.insert(next).second) queue.push_back(next);
+    }
+  }
+  return false;
+}
+
 // The kept functions that code of the patch can reach: the patch's functions
 // by their references in the patched object, the running program's functions
 // (unchanged and kept) by theirs in the original.
@@ -176,17 +192,22 @@ std::vector<KeptCaller> keep_register_allocation_only(ObjectDiff& with_ipa_ra, c
     std::set_difference(changed.begin(), changed.end(), kept.begin(), kept.end(),
                         std::inserter(replaced, replaced.end()));
     callees.clear();
-    for (auto it = kept.begin(); it != kept.end();) {
-      auto relied_on = replaced_callees(with_ipa_ra, *it, replaced);
-      if (relied_on.empty()) {
-        it = kept.erase(it);
-        dropped = true;
-      } else {
-        callees[*it] = std::move(relied_on);
-        ++it;
-      }
+    std::vector<std::string> unexplained;
+    for (const std::string& name : kept) {
+      auto relied_on = replaced_callees(with_ipa_ra, name, replaced);
+      if (relied_on.empty()) unexplained.push_back(name);
+      else callees[name] = std::move(relied_on);
     }
-    if (dropped) continue;
+    if (!unexplained.empty()) {
+      // Those that reach no other candidate first: a candidate above them may
+      // be explained by them once they are replaced.
+      std::vector<std::string> lowest;
+      for (const std::string& name : unexplained)
+        if (!reaches_other(with_ipa_ra, name, kept)) lowest.push_back(name);
+      for (const std::string& name : lowest.empty() ? unexplained : lowest) kept.erase(name);
+      dropped = true;
+      continue;
+    }
     for (const std::string& name : reached_from_patch(with_ipa_ra, kept, replaced)) {
       kept.erase(name);
       dropped = true;
