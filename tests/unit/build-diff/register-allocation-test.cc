@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -93,6 +95,34 @@ TEST(RegisterAllocation, StackAlignmentIsMoreThanRegisterUse) {
   ASSERT_TRUE(calls_changed_functions(with));
   EXPECT_TRUE(keep_register_allocation_only(with, without).empty()) << transcript(without);
   EXPECT_EQ(changed(with), (Lines{"changed function lookup", "changed function sum3"}));
+}
+
+// Diffs written by hand: functions that differ with -fipa-ra (`changed`), the
+// calls of the original object, and a -fno-ipa-ra comparison in which all of
+// them are identical.
+std::pair<ObjectDiff, ObjectDiff> by_hand(const Lines& changed, std::map<std::string, std::set<std::string>> calls) {
+  ObjectDiff with, without;
+  for (const auto& name : changed) {
+    with.changes.push_back({Change::changed_function, name, ".text." + name, "bytes differ", name});
+    with.original_name[name] = without.original_name[name] = name;
+  }
+  with.references = with.patched_references = std::move(calls);
+  return {with, without};
+}
+
+TEST(RegisterAllocation, ADifferenceNoChangedCalleeExplainsIsReplaced) {
+  auto [with, without] = by_hand({"alone"}, {{"alone", {"unchanged"}}});
+  EXPECT_TRUE(keep_register_allocation_only(with, without).empty());
+  EXPECT_EQ(changed(with), Lines{"changed function alone"});
+}
+
+TEST(RegisterAllocation, ACallerIsExplainedByACalleeThatIsReplacedForLackOfExplanation) {
+  // callee differs with no changed callee of its own: it is replaced, and then
+  // explains caller's difference, which is kept.
+  auto [with, without] = by_hand({"caller", "callee"}, {{"caller", {"callee"}}, {"callee", {}}});
+  auto kept = keep_register_allocation_only(with, without);
+  EXPECT_EQ(kept_summary(kept), Lines{"caller: callee"});
+  EXPECT_EQ(changed(with), Lines{"changed function callee"});
 }
 
 TEST(RegisterAllocation, WithoutChangedCalleesNothingToCompile) {
