@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <string_view>
 #include <unordered_set>
 
 #include "common/error.h"
@@ -81,6 +82,15 @@ struct TargetView {
   }
 };
 
+// "f.cold", "_ZN4calc4safeEii.cold.1": the unlikely path gcc split out of f.
+bool is_cold_part(std::string_view name) {
+  for (size_t at = name.find(".cold"); at != std::string_view::npos; at = name.find(".cold", at + 1)) {
+    size_t end = at + 5;
+    if (at > 0 && (end == name.size() || name[end] == '.')) return true;
+  }
+  return false;
+}
+
 patchfile::Replacement resolve_old(const TargetView& target, const std::string& spelling, const std::string& origin) {
   auto [file, name] = split_spelling(spelling);
   std::vector<const elf::Symbol*> hits;
@@ -89,6 +99,10 @@ patchfile::Replacement resolve_old(const TargetView& target, const std::string& 
   if (hits.empty()) {
     for (const auto* s : target.functions) {
       if (s->name.rfind("_Z", 0) != 0 || !file_matches(s->file, file)) continue;
+      // gcc's cold part of a function ("_ZN4calc4safeEii.cold") demangles to
+      // the function's own name with " [clone .cold]"; it is no function's
+      // entry, only named by its own symbol.
+      if (is_cold_part(s->name)) continue;
       std::string d = demangle(s->name);
       if (d == name || without_parameters(d) == name) hits.push_back(s);
     }
