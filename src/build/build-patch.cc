@@ -316,13 +316,20 @@ std::string joined(const std::vector<std::string>& words) {
 std::optional<fs::path> compile_without_ipa_ra(const Compile& c, const fs::path& cache, const fs::path& log,
                                                bool verbose) {
   size_t prefix = c.launcher.size() + 1;  // launcher words, then the compiler
-  if (c.command.size() <= prefix) return std::nullopt;
-  std::vector<std::string> args(c.command.begin() + static_cast<ptrdiff_t>(prefix), c.command.end());
-  auto line = wrapper::parse_command_line(args);
   std::optional<size_t> source;
-  for (size_t i = 0; i < line.sources.size(); ++i)
-    if (fs::path(wrapper::absolute_path(line.sources[i].path, c.cwd.string())) == c.source) source = i;
-  if (!source) return std::nullopt;
+  std::vector<std::string> args;
+  wrapper::CommandLine line;
+  if (c.command.size() > prefix) {
+    args.assign(c.command.begin() + static_cast<ptrdiff_t>(prefix), c.command.end());
+    line = wrapper::parse_command_line(args);
+    for (size_t i = 0; i < line.sources.size(); ++i)
+      if (fs::path(wrapper::absolute_path(line.sources[i].path, c.cwd.string())) == c.source) source = i;
+  }
+  if (!source) {
+    std::ofstream(log, std::ios::app) << c.source.string() << ": its logged compile line does not compile it: "
+                                      << shell_words(c.command) << "\n";
+    return std::nullopt;
+  }
 
   // The line as it will run, but for the scratch name: the wrapper's own
   // dependency file, which the line leaves out, has a new name every build.
@@ -624,8 +631,8 @@ BuildReport build_patches(const BuildOptions& options) {
       if (old_side && new_side)
         without_ipa_ra = diff::diff_objects(elf::ElfFile::open(old_side->string()), elf::ElfFile::open(new_side->string()));
       else
-        notes.push_back(fmt::format("{}: its compile with -fno-ipa-ra added failed (see {}); functions that call "
-                                    "changed functions are replaced whatever made them differ",
+        notes.push_back(fmt::format("{}: could not be compiled again with -fno-ipa-ra added (see {}); functions "
+                                    "that call changed functions are replaced whatever made them differ",
                                     rel, side_log.string()));
     }
     std::vector<std::string> outputs;
