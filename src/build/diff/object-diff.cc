@@ -97,7 +97,11 @@
 // compile every caller in the unit again against the callee as it now is: a
 // caller that relied on the old conclusions comes out different (sum3 moving
 // its values from caller-saved to callee-saved registers once its static
-// callee calls out, in the tests) and is patched with the callee. Callers in
+// callee calls out, in the tests) and is patched with the callee (unless its
+// only difference is the registers -fipa-ra let it keep across calls: then
+// register-allocation.cc proves so and keeps the running copy, and the
+// callee's thunk keeps those registers). For that, `references` and
+// `patched_references` give each object's call graph. Callers in
 // other units know nothing but the ABI, so they hold nothing to invalidate.
 // A caller that comes out byte for byte the same, relocations included, is
 // compiled the same against the new callee as against the old, so the running
