@@ -402,7 +402,7 @@ void copy_tree(const fs::path& from, const fs::path& to, const fs::path& log) {
 BuildReport build_patches(const BuildOptions& options) {
   BuildReport report;
   fs::path source = fs::canonical(options.source);
-  fs::path root = cache_root(options) / fmt::format("{:016x}", fnv1a(source.string() + "\n" + options.build + "\n" + options.clean));
+  fs::path root = fs::absolute(cache_root(options)) / fmt::format("{:016x}", fnv1a(source.string() + "\n" + options.build + "\n" + options.clean));
   fs::create_directories(root);
   fs::path wrapper = find_wrapper(options);
   fs::path shims = root / "shims";

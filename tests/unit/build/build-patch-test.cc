@@ -101,5 +101,28 @@ TEST_F(BuildPatch, SideCompilesAreCachedLikeTheOriginalBuild) {
   EXPECT_EQ(second.forgiven, first.forgiven);
 }
 
+TEST_F(BuildPatch, ACacheGivenRelativeToTheCurrentDirectory) {
+  // The builds run in other directories; the cache is where the user meant.
+  auto tree = project("kept-caller");
+  auto here = fs::current_path();
+  fs::current_path(dir_);
+  BuildOptions options;
+  options.source = tree.string();
+  options.diffs = {(tree / "fix.diff").string()};
+  options.output = "out";
+  options.build = "make -s";
+  options.cache = "relative-cache";
+  options.wrapper = SUTURE_CC;
+  std::string error;
+  try {
+    build_patches(options);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  fs::current_path(here);
+  EXPECT_EQ(error, "");
+  EXPECT_TRUE(fs::exists(dir_ / "relative-cache"));
+}
+
 }  // namespace
 }  // namespace suture::build
