@@ -20,13 +20,19 @@
 //      is compared, read by such a compile (headers), a build description, or
 //      reported as outside the build; a touched source that no compile of
 //      either build uses is an error, never a silent "nothing changed"
-//   5. per recompiled object: compare with its original (object-diff), extract
-//      what changed (extract), and group by the binary it links into, directly
-//      or through a static archive (archive.h); a source new in the patched
-//      tree is compared with an empty object, so all of it is new, and its
-//      binary is the one the patched build linked it into
-//   6. per binary: fidelity check of every replaced function against the binary
-//      that runs, then pack against it (build-id of the running binary)
+//   5. per recompiled object: compare with its original (object-diff), and
+//      group by the binary it links into, directly or through a static archive
+//      (archive.h); a source new in the patched tree is compared with an empty
+//      object, so all of it is new, and its binary is the one the patched build
+//      linked it into. When a changed function calls another, both compiles
+//      are run again on the side with -fno-ipa-ra (cached) and compared too,
+//      to tell callers that differ only by register allocation around calls to
+//      changed callees (diff/register-allocation.cc)
+//   6. per binary: leave those callers to the running program, extract what
+//      changed (extract), fidelity check of every replaced and kept function
+//      against the binary that runs, then pack against it (build-id of the
+//      running binary); a kept caller whose callee's old register use pack
+//      cannot read, so that no thunk covers it, is replaced after all
 #include "build/build-patch.h"
 
 #include <fcntl.h>
@@ -46,14 +52,18 @@
 #include <nlohmann/json.hpp>
 
 #include "build/diff/object-diff.h"
+#include "build/diff/register-allocation.h"
 #include "build/extract/extract-patch.h"
 #include "build/fidelity/fidelity-check.h"
 #include "build/pack.h"
 #include "build/wrapper/archive.h"
+#include "build/wrapper/command-line.h"
+#include "build/wrapper/side-compile.h"
 #include "common/error.h"
 #include "common/fnv1a.h"
 #include "common/read-file.h"
 #include "elf/elf-file.h"
+#include "redirect/register-contract.h"
 
 namespace suture::build {
 namespace {
@@ -136,7 +146,7 @@ fs::path find_wrapper(const BuildOptions& options) {
 struct Compile {
   fs::path source, object, cwd;
   std::string compiler;
-  std::vector<std::string> command, env;
+  std::vector<std::string> launcher, command, env;
   std::optional<std::vector<fs::path>> headers;  // nullopt: the wrapper could not tell
   bool split = false;                            // the object lives outside the tree
 };
@@ -168,6 +178,7 @@ BuildLog read_log(const fs::path& path) {
       c.object = j.at("object").get<std::string>();
       c.cwd = j.value("cwd", std::string());
       c.compiler = j.value("compiler", std::string());
+      c.launcher = j.value("launcher", std::vector<std::string>());
       c.command = j.value("command", std::vector<std::string>());
       c.env = j.value("env", std::vector<std::string>());
       c.split = j.value("split", false);
@@ -288,6 +299,74 @@ std::string shell_words(const std::vector<std::string>& words) {
   return line;
 }
 
+std::string joined(const std::vector<std::string>& words) {
+  std::string out;
+  for (const auto& w : words) out += (out.empty() ? "" : ", ") + w;
+  return out;
+}
+
+// Compiles C again with -fno-ipa-ra added, into CACHE, for the comparison that
+// tells register allocation apart from every other difference
+// (diff/register-allocation.cc); the project's object and dependency file stay
+// as they are (wrapper/side-compile.h). The object is keyed by the compile
+// line, directory and environment and the contents of the source and of every
+// file the compile read, so every later fix reuses the original tree's, and the
+// same fix built again the patched tree's. A compile whose headers the wrapper
+// could not tell is run every time. nullopt when it fails (LOG says why).
+std::optional<fs::path> compile_without_ipa_ra(const Compile& c, const fs::path& cache, const fs::path& log,
+                                               bool verbose) {
+  size_t prefix = c.launcher.size() + 1;  // launcher words, then the compiler
+  std::optional<size_t> source;
+  std::vector<std::string> args;
+  wrapper::CommandLine line;
+  if (c.command.size() > prefix) {
+    args.assign(c.command.begin() + static_cast<ptrdiff_t>(prefix), c.command.end());
+    line = wrapper::parse_command_line(args);
+    for (size_t i = 0; i < line.sources.size(); ++i)
+      if (fs::path(wrapper::absolute_path(line.sources[i].path, c.cwd.string())) == c.source) source = i;
+  }
+  if (!source) {
+    std::ofstream(log, std::ios::app) << c.source.string() << ": its logged compile line does not compile it: "
+                                      << shell_words(c.command) << "\n";
+    return std::nullopt;
+  }
+
+  // The line as it will run, but for the scratch name: the wrapper's own
+  // dependency file, which the line leaves out, has a new name every build.
+  std::vector<std::string> argv(c.command.begin(), c.command.begin() + static_cast<ptrdiff_t>(prefix));
+  for (auto& a : wrapper::side_compile_args(args, line, *source, {"-fno-ipa-ra"}, ""))
+    argv.push_back(std::move(a));
+  Fnv1a key;
+  for (const auto& w : argv) key.add_string(w);
+  key.add_string(c.cwd.string());
+  // make's own variables reach the compiler but mean nothing to it, and the
+  // jobserver's may name a new pipe every build.
+  for (const auto& e : c.env)
+    if (!e.starts_with("MAKEFLAGS=") && !e.starts_with("MFLAGS=") && !e.starts_with("MAKELEVEL=") &&
+        !e.starts_with("MAKE_TERM"))
+      key.add_string(e);
+  std::vector<fs::path> read{c.source};
+  if (c.headers) read.insert(read.end(), c.headers->begin(), c.headers->end());
+  for (const auto& f : read) {
+    key.add_string(f.string());
+    std::error_code ec;
+    if (fs::is_regular_file(f, ec)) key.add(read_whole_file(f.string()));
+  }
+  fs::path object = cache / fmt::format("{}{:016x}.o", c.headers ? "" : "uncached-", key.value());
+  if (c.headers && fs::exists(object)) return object;
+
+  fs::create_directories(cache);
+  fs::path scratch = cache / fmt::format("{:016x}.{}.tmp.o", key.value(), ::getpid());
+  argv.back() = scratch.string();
+  if (verbose) fmt::print(stderr, "suture build: $ {}  (in {})\n", shell_words(argv), c.cwd.string());
+  if (!run_exact(argv, c.cwd, c.env, log)) {
+    fs::remove(scratch);
+    return std::nullopt;
+  }
+  fs::rename(scratch, object);
+  return object;
+}
+
 // The binaries OBJECT went into, relative to TREE: links that name it, or name
 // an archive that holds it.
 std::vector<std::string> binaries_of(const fs::path& object, const std::vector<Link>& links, const fs::path& tree) {
@@ -323,7 +402,7 @@ void copy_tree(const fs::path& from, const fs::path& to, const fs::path& log) {
 BuildReport build_patches(const BuildOptions& options) {
   BuildReport report;
   fs::path source = fs::canonical(options.source);
-  fs::path root = cache_root(options) / fmt::format("{:016x}", fnv1a(source.string() + "\n" + options.build + "\n" + options.clean));
+  fs::path root = fs::absolute(cache_root(options)) / fmt::format("{:016x}", fnv1a(source.string() + "\n" + options.build + "\n" + options.clean));
   fs::create_directories(root);
   fs::path wrapper = find_wrapper(options);
   fs::path shims = root / "shims";
@@ -359,6 +438,7 @@ BuildReport build_patches(const BuildOptions& options) {
   } else {
     fs::remove(stamp);
     fs::remove(original_log);
+    fs::remove_all(root / "no-ipa-ra");  // side compiles of the tree as it was
     copy_tree(source, original, root / "copy.log");
     if (!options.clean.empty()) run(options.clean, original, root / "original-build.txt", options.verbose);
     run(options.build, original, root / "original-build.txt", options.verbose, build_env(original_log));
@@ -423,6 +503,8 @@ BuildReport build_patches(const BuildOptions& options) {
     for (const auto& a : o.command) r.command.push_back(to_patched(a));
     r.env.clear();
     for (const auto& e : o.env) r.env.push_back(to_patched(e));
+    if (r.headers)
+      for (auto& h : *r.headers) h = to_patched(h.string());
     fs::create_directories(r.object.parent_path());
     fs::create_directories(replay_objects / "deps");
     fs::path replay_log = root / "replay.txt";
@@ -478,9 +560,15 @@ BuildReport build_patches(const BuildOptions& options) {
 
   // 5. compare, extract, group by binary
   struct Piece {
-    fs::path original_object;
-    std::string replaced_from;  // the original object, for the fidelity check
-    extract::Extracted extracted;
+    std::string unit;               // the source, relative to the tree, for messages
+    std::string replaced_from;      // the original object, for the fidelity check
+    fs::path patched_object;        // what the patch is cut from
+    std::string file_symbol;        // the unit's STT_FILE name
+    diff::ObjectDiff diff;          // as the project compiled both
+    // The same pair compiled with -fno-ipa-ra: what tells callers that differ
+    // only by register allocation around calls to changed callees.
+    std::optional<diff::ObjectDiff> without_ipa_ra;
+    std::vector<std::string> notes;
   };
   std::map<std::string, std::vector<Piece>> by_binary;  // relative output path -> pieces
   // The original compile of each recompiled translation unit: by source path
@@ -531,7 +619,22 @@ BuildReport build_patches(const BuildOptions& options) {
     }
     for (const auto& f : diff.forgiven) report.forgiven.push_back(fmt::format("{}: {}: {}", rel, f.symbol, f.reason));
     if (diff.changes.empty()) continue;
-    auto extracted = extract::extract_patch(new_elf, diff, first_file_symbol(new_elf));
+    // A changed function that calls another may differ only because gcc let it
+    // keep values in registers the old callee never wrote: compile the unit
+    // both ways again without that (-fno-ipa-ra) to find out.
+    std::optional<diff::ObjectDiff> without_ipa_ra;
+    std::vector<std::string> notes;
+    if (before_compile && diff::calls_changed_functions(diff)) {
+      fs::path side_log = root / "no-ipa-ra.txt";
+      auto old_side = compile_without_ipa_ra(*before_compile, root / "no-ipa-ra", side_log, options.verbose);
+      auto new_side = old_side ? compile_without_ipa_ra(c, root / "no-ipa-ra", side_log, options.verbose) : std::nullopt;
+      if (old_side && new_side)
+        without_ipa_ra = diff::diff_objects(elf::ElfFile::open(old_side->string()), elf::ElfFile::open(new_side->string()));
+      else
+        notes.push_back(fmt::format("{}: could not be compiled again with -fno-ipa-ra added (see {}); functions "
+                                    "that call changed functions are replaced whatever made them differ",
+                                    rel, side_log.string()));
+    }
     std::vector<std::string> outputs;
     if (before_compile) {
       outputs = binaries_of(old_object, before.links, original);
@@ -546,7 +649,8 @@ BuildReport build_patches(const BuildOptions& options) {
     if (outputs.empty())
       fail("{}: cannot tell which binary its object is linked into{}", rel,
            before_compile ? "" : " (a new source: no link of the patched build that is also in the original uses it)");
-    for (const auto& out : outputs) by_binary[out].push_back({old_object, old_object.string(), extracted});
+    for (const auto& out : outputs)
+      by_binary[out].push_back({rel, old_object.string(), c.object, first_file_symbol(new_elf), diff, without_ipa_ra, notes});
   }
   if (by_binary.empty()) {
     std::string outside;
@@ -555,60 +659,119 @@ BuildReport build_patches(const BuildOptions& options) {
          outside.empty() ? "" : "; outside the build: " + outside);
   }
 
-  // 6. per binary: fidelity, then pack against the running binary
+  // 6. per binary: keep what differs only by register allocation, extract,
+  // fidelity, then pack against the running binary
   fs::create_directories(options.output);
   for (const auto& [binary_rel, pieces] : by_binary) {
     std::string running = options.against.empty() ? (source / binary_rel).string() : options.against;
     if (!fs::exists(running)) fail("{}: the binary to patch does not exist (give it with --against)", running);
     auto running_elf = elf::ElfFile::open(running);
-    BuiltPatch built;
-    built.binary = running;
-    std::vector<ReplaceRequest> replace;
-    std::vector<BindRequest> bind;
-    std::vector<fs::path> objects;
-    std::set<std::string> replaced_spellings;
-    for (size_t i = 0; i < pieces.size(); ++i) {
-      const auto& piece = pieces[i];
-      std::vector<std::string> names;
-      for (const auto& r : piece.extracted.replacements) {
-        names.push_back(r.symbol);
-        // An inline or template function (COMDAT) comes from every unit that
-        // uses it; the first unit's copy replaces it.
-        if (!replaced_spellings.insert(r.spelling).second) continue;
-        replace.push_back({r.spelling, r.new_symbol});
-        built.changed.push_back(r.symbol);
+    // Callers that differ only by register allocation but must be replaced all
+    // the same, per piece: pack could not read the old register use of a
+    // callee they relied on, so no thunk would cover them.
+    std::vector<std::set<std::string>> must_replace(pieces.size());
+    std::vector<std::string> put_back;
+    for (;;) {
+      BuiltPatch built;
+      built.binary = running;
+      std::vector<ReplaceRequest> replace;
+      std::vector<BindRequest> bind;
+      std::vector<fs::path> objects;
+      std::set<std::string> replaced_spellings;
+      std::vector<std::vector<diff::KeptCaller>> kept(pieces.size());
+      std::vector<std::map<std::string, std::string>> spelling_of(pieces.size());  // original name -> spelling
+      for (size_t i = 0; i < pieces.size(); ++i) {
+        const auto& piece = pieces[i];
+        auto diff = piece.diff;
+        if (piece.without_ipa_ra)
+          kept[i] = diff::keep_register_allocation_only(diff, *piece.without_ipa_ra, must_replace[i]);
+        auto patched_elf = elf::ElfFile::open(piece.patched_object.string());
+        auto extracted = extract::extract_patch(patched_elf, diff, piece.file_symbol);
+        std::vector<std::string> names;
+        for (const auto& r : extracted.replacements) {
+          names.push_back(r.symbol);
+          spelling_of[i][r.symbol] = r.spelling;
+          // An inline or template function (COMDAT) comes from every unit that
+          // uses it; the first unit's copy replaces it.
+          if (!replaced_spellings.insert(r.spelling).second) continue;
+          replace.push_back({r.spelling, r.new_symbol});
+          built.changed.push_back(r.symbol);
+        }
+        // A kept caller is kept because of what the original rebuild's copy
+        // does: it must be the copy that runs.
+        for (const auto& k : kept[i]) names.push_back(k.change.original);
+        auto original_elf = elf::ElfFile::open(piece.replaced_from);
+        auto mismatches = fidelity::check_functions(original_elf, running_elf, names);
+        if (!mismatches.empty())
+          fail("{}: {} in the original rebuild is not the code that runs: +{:#x}: {} (different compiler, flags or "
+               "sources?)",
+               running, mismatches[0].function, mismatches[0].offset, mismatches[0].what);
+        for (const auto& b : extracted.bindings)
+          bind.push_back({b.local, b.file.empty() ? b.symbol : b.file + ":" + b.symbol});
+        for (const auto& why : extracted.included) built.reasons.push_back(why);
+        for (const auto& n : piece.notes) built.notes.push_back(n);
+        fs::path o = root / fmt::format("extract-{}.o", i);
+        std::ofstream(o, std::ios::binary)
+            .write(reinterpret_cast<const char*>(extracted.object.data()),
+                   static_cast<std::streamsize>(extracted.object.size()));
+        objects.push_back(o);
       }
-      auto original_elf = elf::ElfFile::open(piece.replaced_from);
-      auto mismatches = fidelity::check_functions(original_elf, running_elf, names);
-      if (!mismatches.empty())
-        fail("{}: {} in the original rebuild is not the code that runs: +{:#x}: {} (different compiler, flags or "
-             "sources?)",
-             running, mismatches[0].function, mismatches[0].offset, mismatches[0].what);
-      for (const auto& b : piece.extracted.bindings)
-        bind.push_back({b.local, b.file.empty() ? b.symbol : b.file + ":" + b.symbol});
-      for (const auto& why : piece.extracted.included) built.reasons.push_back(why);
-      fs::path o = root / fmt::format("extract-{}.o", i);
-      std::ofstream(o, std::ios::binary)
-          .write(reinterpret_cast<const char*>(piece.extracted.object.data()),
-                 static_cast<std::streamsize>(piece.extracted.object.size()));
-      objects.push_back(o);
+      fs::path merged = objects[0];
+      if (objects.size() > 1) {
+        merged = root / "merged.o";
+        std::string cmd = "ld -r -o " + quote(merged.string());
+        for (const auto& o : objects) cmd += " " + quote(o.string());
+        run(cmd, root, root / "ld.log", options.verbose);
+      }
+      PackOptions pack_options;
+      pack_options.target = running;
+      pack_options.object = fs::path(binary_rel).filename().string() + " (built from the diff)";
+      pack_options.name = fs::path(options.diffs.front()).stem().string();
+      auto packed = pack_requests(pack_options, read_whole_file(merged.string()), replace, bind);
+
+      // A kept caller relied on its callees' old register use: only a callee
+      // whose old code pack could read completely has a thunk that keeps it.
+      bool again = false;
+      for (size_t i = 0; i < pieces.size(); ++i)
+        for (const auto& k : kept[i])
+          for (const auto& callee : k.callees) {
+            auto unknown = packed.unknown_contracts.find(spelling_of[i][callee]);
+            if (unknown == packed.unknown_contracts.end() || !must_replace[i].insert(k.change.original).second)
+              continue;
+            put_back.push_back(fmt::format("{}: {} is replaced although it differs only by interprocedural register "
+                                           "allocation around calls to {}: the registers the old {} writes cannot "
+                                           "be read from its code ({})",
+                                           pieces[i].unit, k.change.original, joined(k.callees), callee,
+                                           unknown->second));
+            again = true;
+          }
+      if (again) continue;
+
+      std::map<std::string, redirect::RegisterSet> preserve;  // by spelling
+      for (const auto& r : packed.patch.replacements) preserve[r.spelling] = r.preserve;
+      for (size_t i = 0; i < pieces.size(); ++i)
+        for (const auto& k : kept[i]) {
+          std::string how;
+          for (const auto& callee : k.callees) {
+            auto p = preserve.find(spelling_of[i][callee]);
+            how += "; " + callee;
+            if (p != preserve.end() && p->second != 0)
+              how += fmt::format(" is reached through a register-preserving thunk ({})",
+                                 redirect::describe_registers(p->second));
+            else
+              how += " writes no register its old code left alone";
+          }
+          report.forgiven.push_back(fmt::format("{}: {}: kept; differs only by interprocedural register allocation "
+                                                "around calls to {}{}",
+                                                pieces[i].unit, k.change.original, joined(k.callees), how));
+        }
+      built.notes.insert(built.notes.end(), put_back.begin(), put_back.end());
+      built.notes.insert(built.notes.end(), packed.notes.begin(), packed.notes.end());
+      built.path = (fs::path(options.output) / (fs::path(binary_rel).filename().string() + ".sut")).string();
+      patchfile::write_file(packed.patch, built.path);
+      report.patches.push_back(std::move(built));
+      break;
     }
-    fs::path merged = objects[0];
-    if (objects.size() > 1) {
-      merged = root / "merged.o";
-      std::string cmd = "ld -r -o " + quote(merged.string());
-      for (const auto& o : objects) cmd += " " + quote(o.string());
-      run(cmd, root, root / "ld.log", options.verbose);
-    }
-    PackOptions pack_options;
-    pack_options.target = running;
-    pack_options.object = fs::path(binary_rel).filename().string() + " (built from the diff)";
-    pack_options.name = fs::path(options.diffs.front()).stem().string();
-    auto packed = pack_requests(pack_options, read_whole_file(merged.string()), replace, bind);
-    built.notes = packed.notes;
-    built.path = (fs::path(options.output) / (fs::path(binary_rel).filename().string() + ".sut")).string();
-    patchfile::write_file(packed.patch, built.path);
-    report.patches.push_back(std::move(built));
   }
   return report;
 }

@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <string_view>
 #include <unordered_set>
 
 #include "common/error.h"
@@ -81,6 +82,15 @@ struct TargetView {
   }
 };
 
+// "f.cold", "_ZN4calc4safeEii.cold.1": the unlikely path gcc split out of f.
+bool is_cold_part(std::string_view name) {
+  for (size_t at = name.find(".cold"); at != std::string_view::npos; at = name.find(".cold", at + 1)) {
+    size_t end = at + 5;
+    if (at > 0 && (end == name.size() || name[end] == '.')) return true;
+  }
+  return false;
+}
+
 patchfile::Replacement resolve_old(const TargetView& target, const std::string& spelling, const std::string& origin) {
   auto [file, name] = split_spelling(spelling);
   std::vector<const elf::Symbol*> hits;
@@ -89,6 +99,10 @@ patchfile::Replacement resolve_old(const TargetView& target, const std::string& 
   if (hits.empty()) {
     for (const auto* s : target.functions) {
       if (s->name.rfind("_Z", 0) != 0 || !file_matches(s->file, file)) continue;
+      // gcc's cold part of a function ("_ZN4calc4safeEii.cold") demangles to
+      // the function's own name with " [clone .cold]"; it is no function's
+      // entry, only named by its own symbol.
+      if (is_cold_part(s->name)) continue;
       std::string d = demangle(s->name);
       if (d == name || without_parameters(d) == name) hits.push_back(s);
     }
@@ -240,7 +254,8 @@ constexpr uint64_t kUnknownStackArgumentBytes = 256;
 // Finds the registers the old function provably leaves alone and the new one
 // may write: the redirect must preserve those for such callers.
 void register_contract(const elf::ElfFile& target, const TargetView& view, const elf::ElfFile& object,
-                       patchfile::Replacement& r, std::vector<std::string>& notes) {
+                       patchfile::Replacement& r, PackResult& result) {
+  auto& notes = result.notes;
   std::map<uint64_t, const elf::Symbol*> by_address;
   for (const auto* s : view.functions) by_address.emplace(s->value, s);
   redirect::CalleeLookup callee = [&](RemoteAddr at) -> std::optional<std::pair<RemoteAddr, std::span<const uint8_t>>> {
@@ -252,6 +267,7 @@ void register_contract(const elf::ElfFile& target, const TargetView& view, const
   };
   auto old_code = target.bytes_at_vaddr(r.target_value, r.target_size);
   auto old_fn = redirect::analyze_clobbers(RemoteAddr(r.target_value), old_code, callee);
+  if (!old_fn.complete) result.unknown_contracts.emplace(r.spelling, old_fn.why_incomplete);
 
   const elf::Symbol* fresh = nullptr;
   for (const auto& s : object.symbols())
@@ -340,7 +356,7 @@ PackResult pack_requests(const PackOptions& options, std::vector<uint8_t> object
     if (code.size() != r.target_size)
       fail("{}: {}: its code is not in the file", options.target, r.symbol);
     redirect::plan_entry_jump(spelling, RemoteAddr(r.target_value), code, RemoteAddr(r.target_value + 0x1000));
-    register_contract(target, view, object, r, result.notes);
+    register_contract(target, view, object, r, result);
     warn_about_clones(view, r, result.notes);
     patch.replacements.push_back(std::move(r));
   }

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,11 @@ struct PackOptions {
 struct PackResult {
   patchfile::Patch patch;
   std::vector<std::string> notes;  // e.g. "needed library libfoo.so not found; symbols checked at apply"
+  // Replaced functions (by the spelling they were asked for) whose old code's
+  // register use could not be read completely, with the first reason: pack
+  // then takes it to write every caller-saved register and preserves nothing,
+  // so callers that relied on less are not covered by a thunk.
+  std::map<std::string, std::string> unknown_contracts;
 };
 
 // Throws Error("OBJECT: ..." or "TARGET: ...") naming what is wrong.

@@ -97,7 +97,11 @@
 // compile every caller in the unit again against the callee as it now is: a
 // caller that relied on the old conclusions comes out different (sum3 moving
 // its values from caller-saved to callee-saved registers once its static
-// callee calls out, in the tests) and is patched with the callee. Callers in
+// callee calls out, in the tests) and is patched with the callee (unless its
+// only difference is the registers -fipa-ra let it keep across calls: then
+// register-allocation.cc proves so and keeps the running copy, and the
+// callee's thunk keeps those registers). For that, `references` and
+// `patched_references` give each object's call graph. Callers in
 // other units know nothing but the ABI, so they hold nothing to invalidate.
 // A caller that comes out byte for byte the same, relocations included, is
 // compiled the same against the new callee as against the old, so the running
@@ -1057,6 +1061,17 @@ ObjectDiff diff_objects(const elf::ElfFile& original, const elf::ElfFile& patche
   for (const Entity& e : news) {
     if (e.match) diff.original_name.emplace(e.name, olds[*e.match].name);
   }
+  // Who refers to whom; a reference to a cold part is its parent's own jump.
+  auto call_graph = [](const std::vector<Entity>& entities, std::map<std::string, std::set<std::string>>& graph) {
+    for (const Entity& e : entities) {
+      if (!e.function || e.parent) continue;
+      graph[e.name];
+      for (size_t user : e.users)
+        if (entities[user].function) graph[entities[user].name].insert(e.name);
+    }
+  };
+  call_graph(olds, diff.references);
+  call_graph(news, diff.patched_references);
 
   // Compare every pair; a fragment's difference is its parent's.
   Differ differ(old_view, new_view);

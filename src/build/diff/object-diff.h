@@ -5,6 +5,7 @@
 #pragma once
 
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,13 @@ struct ObjectDiff {
   // name. A patch refers to what it does not bring by the original's name, the
   // one the running program's symbol table has.
   std::map<std::string, std::string> original_name;
+  // The original object's functions and what their code refers to (calls, tail
+  // jumps, addresses taken): function -> the functions of the object it names,
+  // all by the original's names; a cold part's references count as its
+  // parent's. Register allocation around calls (register-allocation.h) follows it.
+  std::map<std::string, std::set<std::string>> references;
+  // The same for the patched object, by the patched object's names.
+  std::map<std::string, std::set<std::string>> patched_references;
 };
 
 // Compares `original` with `patched`, function by function and variable by

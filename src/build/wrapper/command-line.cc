@@ -118,6 +118,8 @@ std::string language_of(std::string_view path) {
   return "";
 }
 
+bool takes_separate_argument(std::string_view option) { return is_one_of(option, separate_argument_options); }
+
 CommandLine parse_command_line(const std::vector<std::string>& args) {
   CommandLine line;
   bool compile_only = false;

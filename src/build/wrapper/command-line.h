@@ -54,6 +54,9 @@ struct CommandLine {
   bool dependency_target = false;      // -MT or -MQ
 };
 
+// Whether OPTION takes the next word as its argument when written alone ("-I", "-MF", "-o").
+bool takes_separate_argument(std::string_view option);
+
 // Reads the arguments after the compiler's name (response files already expanded).
 CommandLine parse_command_line(const std::vector<std::string>& args);
 
