@@ -17,7 +17,9 @@ void SchedulingBoost::raise() {
     if ((policy == SCHED_FIFO || policy == SCHED_RR) && sched_getparam(tid, &param) == 0)
       highest = std::max(highest, param.sched_priority);
   }
-  int wanted = std::min(highest + 1, sched_get_priority_max(SCHED_FIFO));
+  // Two above: a target thread running a function for us goes one above its
+  // fellows (run_priority()), and we stay above it, to take it back at a timeout.
+  int wanted = std::min(highest + 2, sched_get_priority_max(SCHED_FIFO));
   saved_policy_ = sched_getscheduler(0);
   if (saved_policy_ < 0 || sched_getparam(0, &saved_param_) != 0) {
     refused_ = true;

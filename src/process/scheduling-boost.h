@@ -6,8 +6,8 @@
 // a hold of a few system calls' worth of work measured milliseconds, spent
 // waiting for a timeslice. While a thread of the target is stopped by us (held,
 // or stepped through a system call), and while we sleep waiting for traps
-// during a live switch, the controller thread runs SCHED_FIFO one priority
-// above the highest of the target's threads (1 if none is real-time), so it
+// during a live switch, the controller thread runs SCHED_FIFO two priorities
+// above the highest of the target's threads (2 if none is real-time), so it
 // runs the moment it can: priority inheritance, by hand. Otherwise (reading
 // ELF files, linking, unwinding a thread that runs on) it runs as it was
 // started, never ahead of the service: a first version that stayed raised for
@@ -36,6 +36,11 @@ class SchedulingBoost {
   // The SCHED_FIFO priority used when active, 0 before the first raise() or
   // when not permitted.
   int priority() const { return priority_; }
+  // For a target thread that runs code for us (a system call, a function)
+  // while we wait: above the target's other threads, below us (a function may
+  // spin; at our own priority it could keep us from ever taking it back, as a
+  // first version did in a test). 0: leave it as it is.
+  int run_priority() const { return active_ && priority_ > 1 ? priority_ - 1 : 0; }
 
  private:
   pid_t target_;

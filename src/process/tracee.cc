@@ -1002,7 +1002,7 @@ struct Tracee::Impl {
     const uint64_t saved_mask = get_sigmask(tid);
     RemoteAddr insn = at ? *at : syscall_instruction();
     // One system call instruction, bounded: it may block, never spin.
-    ScopedRunBoost running(tid, boost.active() ? boost.priority() : 0);
+    ScopedRunBoost running(tid, boost.run_priority());
     user_regs_struct regs = saved;
     regs.rax = static_cast<uint64_t>(number);
     regs.rdi = args[0];
@@ -1182,8 +1182,9 @@ struct Tracee::Impl {
     Thread& t = held(tid);
     const user_regs_struct saved = get_regs(tid);
     const uint64_t saved_mask = get_sigmask(tid);
-    // No ScopedRunBoost here: a function may spin (a lock, a bug), and a
-    // real-time spinner would starve its core, us included.
+    // Raised, but below us: a function may spin (a lock, a bug), and we must
+    // stay able to interrupt it at the timeout.
+    ScopedRunBoost running(tid, boost.run_priority());
     static constexpr std::array<uint8_t, 1> kInt3 = {0xcc};  // int3
     RemoteAddr trap = code_bytes(trap_insn, kInt3, "int3");
     std::vector<uint8_t> saved_fpu(kXstateBufferSize);
