@@ -207,17 +207,18 @@ void HelperThread::stop() {
       if (tracee_.hold_one() == tid_) tracee_.end_thread(tid_);
       tracee_.release_all();
     } catch (const std::exception& e) {
-      fmt::print(stderr,
-                 "suture: warning: the helper thread {} of process {} was not ended ({}); it stays blocked in pause(), "
-                 "serving no one\n",
-                 tid_, tracee_.pid(), e.what());
+      if (process_alive(tracee_.pid()))  // else it ended with its process
+        fmt::print(stderr,
+                   "suture: warning: the helper thread {} of process {} was not ended ({}); it stays blocked in "
+                   "pause(), serving no one\n",
+                   tid_, tracee_.pid(), e.what());
       tracee_.release_all();
       site_ = {};  // it still runs there
     }
     tracee_.set_helper(0);
     tid_ = 0;
   }
-  if (site_.empty()) return;
+  if (site_.empty() || !process_alive(tracee_.pid())) return;
   // The padding gets its zeros back once the creator is seen out of it (blocked
   // elsewhere, or gone). A thread that keeps running is not held for this: the
   // bytes are left, harmless, and the next start uses other padding.
