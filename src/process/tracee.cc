@@ -214,7 +214,7 @@ struct Tracee::Impl {
   std::optional<RemoteAddr> trap_insn;
   std::optional<bool> sigtrap_ignored;
   std::chrono::nanoseconds longest{0};
-  SchedulingBoost boost;  // raised while we hold a thread or are attached
+  SchedulingBoost boost;  // raised while a thread of the target waits for us
 
   Impl(pid_t p, Memory m) : pid(p), memory(std::move(m)), boost(p) {}
 
@@ -567,8 +567,8 @@ struct Tracee::Impl {
   }
 
   pid_t hold_one(Tracee::Work work) {
-    boost.raise();
     if (worker != 0 && worker == helper && work == Tracee::Work::calls) release_one(worker);
+    boost.raise();
     if (worker != 0) {
       auto it = threads.find(worker);
       if (it != threads.end() && it->second.stopped && it->second.can_run_code) return worker;
@@ -985,9 +985,9 @@ struct Tracee::Impl {
 
   // --- system calls -------------------------------------------------------------
 
-  int64_t syscall(long number, const std::array<uint64_t, 6>& args, std::optional<RemoteAddr> at = std::nullopt) {
+  int64_t syscall(long number, const std::array<uint64_t, 6>& args) {
     refuse_if_sigtrap_ignored();
-    return run_syscall(pick_held(), number, args, at);
+    return run_syscall(pick_held(), number, args);
   }
 
   RemoteAddr syscall_instruction() {
@@ -995,12 +995,11 @@ struct Tracee::Impl {
     return code_bytes(syscall_insn, kSyscall, "syscall");
   }
 
-  int64_t run_syscall(pid_t tid, long number, const std::array<uint64_t, 6>& args,
-                      std::optional<RemoteAddr> at = std::nullopt) {
+  int64_t run_syscall(pid_t tid, long number, const std::array<uint64_t, 6>& args) {
     Thread& t = held(tid);
     const user_regs_struct saved = get_regs(tid);
     const uint64_t saved_mask = get_sigmask(tid);
-    RemoteAddr insn = at ? *at : syscall_instruction();
+    RemoteAddr insn = syscall_instruction();
     // One system call instruction, bounded: it may block, never spin.
     ScopedRunBoost running(tid, boost.run_priority());
     user_regs_struct regs = saved;
@@ -1363,11 +1362,6 @@ std::vector<pid_t> Tracee::threads() const {
 void Tracee::set_helper(pid_t tid) { impl_->helper = tid; }
 
 pid_t Tracee::helper() const { return impl_->helper; }
-
-int64_t Tracee::syscall_at(RemoteAddr insn, long number, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
-                           uint64_t a5, uint64_t a6) {
-  return impl_->syscall(number, {a1, a2, a3, a4, a5, a6}, insn);
-}
 
 void Tracee::end_thread(pid_t tid) { impl_->end_thread(tid); }
 

@@ -95,10 +95,6 @@ class Tracee {
   // and its holds are not counted in longest_hold(). 0 for none.
   void set_helper(pid_t tid);
   pid_t helper() const;
-  // Like syscall(), but executes the `syscall` instruction at `insn` (two bytes
-  // the caller put there): a clone() whose child must continue in our code.
-  int64_t syscall_at(RemoteAddr insn, long number, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0,
-                     uint64_t a4 = 0, uint64_t a5 = 0, uint64_t a6 = 0);
   // Ends a held thread with exit(2) (that thread alone); for a thread suture
   // created. Returns when the kernel reports it gone.
   void end_thread(pid_t tid);
