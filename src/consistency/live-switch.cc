@@ -52,7 +52,6 @@
 #include <exception>
 #include <optional>
 #include <set>
-#include <sstream>
 #include <thread>
 
 #include <fmt/format.h>
@@ -414,30 +413,15 @@ class Switch {
 
 }  // namespace
 
-std::optional<KernelView> blocked_view(pid_t pid, pid_t tid) {
-  auto text = process::read_proc_file(fmt::format("/proc/{}/task/{}/syscall", pid, tid));
-  if (!text) return std::nullopt;
-  std::istringstream in(*text);
-  std::vector<std::string> fields;
-  for (std::string f; in >> f;) fields.push_back(f);
-  if (fields.size() < 3 || fields[0] == "running") return std::nullopt;
-  KernelView view;
-  view.text = *text;
-  view.sp = RemoteAddr(std::strtoull(fields[fields.size() - 2].c_str(), nullptr, 16));
-  view.pc = RemoteAddr(std::strtoull(fields.back().c_str(), nullptr, 16));
-  if (view.pc.value() == 0) return std::nullopt;
-  return view;
-}
-
 std::optional<Backtrace> unwind_blocked(Unwinder& unwinder, pid_t pid, pid_t tid) {
-  auto view = blocked_view(pid, tid);
+  auto view = process::blocked_view(pid, tid);
   if (!view) return std::nullopt;
   user_regs_struct regs{};
   regs.rip = view->pc.value();
   regs.rsp = view->sp.value();
   unwinder.forget_memory();
   Backtrace trace = unwinder.unwind(tid, regs);
-  auto again = blocked_view(pid, tid);
+  auto again = process::blocked_view(pid, tid);
   if (!trace.complete || trace.pcs.empty() || !again || again->text != view->text) return std::nullopt;
   return trace;
 }

@@ -77,16 +77,7 @@ struct LiveSwitchReport {
   std::string no_helper;                       // ...else why there was none
 };
 
-// pc and sp of a thread blocked in the kernel, from /proc/PID/task/TID/syscall
-// ("NR arg1..arg6 sp pc", or "-1 sp pc" outside a system call), with the text
-// read (to tell whether it stayed blocked); nullopt while it runs.
-struct KernelView {
-  std::string text;
-  RemoteAddr sp, pc;
-};
-std::optional<KernelView> blocked_view(pid_t pid, pid_t tid);
-
-// The stack of a thread blocked in the kernel, unwound from its blocked_view()
+// The stack of a thread blocked in the kernel, unwound from process::blocked_view()
 // without a hold; nullopt if it runs, if the unwind is incomplete, or if the
 // thread moved while we read it.
 std::optional<Backtrace> unwind_blocked(Unwinder& unwinder, pid_t pid, pid_t tid);

@@ -300,7 +300,7 @@ class Transition {
     std::string who;
     for (pid_t tid : stuck) {
       who += fmt::format("{}{} ({})", who.empty() ? "" : ", ", tid, process::thread_name(pid_, tid));
-      auto view = consistency::blocked_view(pid_, tid);
+      auto view = process::blocked_view(pid_, tid);
       who += view ? fmt::format(" blocked at {}", model_.symbolize(view->pc)) : std::string(" running");
     }
     std::vector<consistency::EntryChange> back;

@@ -13,7 +13,6 @@
 #include <cstring>
 #include <exception>
 #include <set>
-#include <sstream>
 #include <thread>
 
 #include <fmt/format.h>
@@ -122,18 +121,6 @@ std::optional<RemoteRange> find_padding(pid_t pid, const Memory& memory, std::st
   return std::nullopt;
 }
 
-// pc of a thread blocked in the kernel, nullopt while it runs or once it is gone.
-std::optional<RemoteAddr> blocked_pc(pid_t pid, pid_t tid, long* number = nullptr) {
-  auto text = read_proc_file(fmt::format("/proc/{}/task/{}/syscall", pid, tid));
-  if (!text) return std::nullopt;
-  std::istringstream in(*text);
-  std::vector<std::string> fields;
-  for (std::string f; in >> f;) fields.push_back(f);
-  if (fields.size() < 3 || fields[0] == "running") return std::nullopt;
-  if (number) *number = std::atol(fields[0].c_str());
-  return RemoteAddr(std::strtoull(fields.back().c_str(), nullptr, 16));
-}
-
 constexpr auto kStartTimeout = std::chrono::seconds(2);
 constexpr auto kLeaveTimeout = std::chrono::milliseconds(500);
 
@@ -177,9 +164,8 @@ void HelperThread::start() {
   for (;;) {
     for (pid_t tid : list_threads(pid)) {
       if (known.contains(tid)) continue;
-      long number = -1;
-      auto pc = blocked_pc(pid, tid, &number);
-      if (pc && number == SYS_pause && site->contains(*pc)) tid_ = tid;
+      auto view = blocked_view(pid, tid);
+      if (view && view->number == SYS_pause && site->contains(view->pc)) tid_ = tid;
     }
     if (tid_ != 0) break;
     if (Clock::now() > deadline) {
@@ -224,9 +210,9 @@ void HelperThread::stop() {
   // bytes are left, harmless, and the next start uses other padding.
   auto deadline = Clock::now() + kLeaveTimeout;
   for (;;) {
-    auto pc = blocked_pc(tracee_.pid(), creator_);
+    auto view = blocked_view(tracee_.pid(), creator_);
     bool gone = thread_state(tracee_.pid(), creator_) == '\0';
-    if (gone || (pc && !site_.contains(*pc))) break;
+    if (gone || (view && !site_.contains(view->pc))) break;
     if (Clock::now() > deadline) {
       site_ = {};
       return;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <charconv>
 #include <sstream>
 
@@ -104,6 +105,22 @@ bool process_alive(pid_t pid) {
     if (state != '\0' && state != 'Z' && state != 'X') return true;
   }
   return false;
+}
+
+std::optional<KernelView> blocked_view(pid_t pid, pid_t tid) {
+  auto text = read_proc_file(fmt::format("/proc/{}/task/{}/syscall", pid, tid));
+  if (!text) return std::nullopt;
+  std::istringstream in(*text);
+  std::vector<std::string> fields;
+  for (std::string f; in >> f;) fields.push_back(f);
+  if (fields.size() < 3 || fields[0] == "running") return std::nullopt;
+  KernelView view;
+  view.number = std::strtol(fields[0].c_str(), nullptr, 10);
+  view.text = *text;
+  view.sp = RemoteAddr(std::strtoull(fields[fields.size() - 2].c_str(), nullptr, 16));
+  view.pc = RemoteAddr(std::strtoull(fields.back().c_str(), nullptr, 16));
+  if (view.pc.value() == 0) return std::nullopt;
+  return view;
 }
 
 }  // namespace suture::process

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "common/remote-addr.h"
+
 namespace suture::process {
 
 // The whole file, or nullopt if it cannot be opened or read.
@@ -29,6 +31,17 @@ std::string thread_name(pid_t pid, pid_t tid);
 
 // A "Name:\tvalue" field of /proc/PID/task/TID/status; nullopt when absent.
 std::optional<std::string> status_field(pid_t pid, pid_t tid, const std::string& name);
+
+// A thread blocked in the kernel, from /proc/PID/task/TID/syscall ("NR arg1..arg6
+// sp pc", or "-1 sp pc" outside a system call): the call's number, its user sp
+// and pc, and the text read (to tell whether it stayed blocked). nullopt while
+// it runs, or once it is gone.
+struct KernelView {
+  long number = -1;
+  std::string text;
+  RemoteAddr sp, pc;
+};
+std::optional<KernelView> blocked_view(pid_t pid, pid_t tid);
 
 // True while some thread of the process is neither a zombie nor dead. A process
 // whose main thread called pthread_exit() is alive with a zombie leader.
