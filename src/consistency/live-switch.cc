@@ -50,6 +50,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <exception>
+#include <future>
 #include <optional>
 #include <set>
 #include <thread>
@@ -69,9 +70,20 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr uint8_t kInt3 = 0xcc;
 constexpr uint64_t kSigtrapBit = 1ULL << (SIGTRAP - 1);
-// The stack copied from a held thread before it is let go and unwound: server
-// threads between requests use a few KiB; a deeper stack is unwound held.
+// The stack copied from a held thread before it is let go and unwound (the
+// copy is most of such a hold). glibc puts a thread's struct pthread and static
+// TLS at the top of its stack, the thread pointer between them, and the frames
+// below: so the frames of a thread lie in [sp, thread pointer). Where the
+// thread pointer is not that close above sp (the main thread, whose TLS is
+// elsewhere; a thread made otherwise) a fixed span is copied. A stack deeper
+// than the copy is unwound while held.
+constexpr uint64_t kLongestExactCopy = 1024 * 1024;
 constexpr size_t kStackCopy = 64 * 1024;
+
+size_t stack_copy_size(const user_regs_struct& regs) {
+  if (regs.fs_base > regs.rsp && regs.fs_base - regs.rsp <= kLongestExactCopy) return regs.fs_base - regs.rsp;
+  return kStackCopy;
+}
 
 bool sigtrap_pending(pid_t pid, pid_t tid) {
   auto field = process::status_field(pid, tid, "SigPnd");
@@ -94,6 +106,13 @@ class Switch {
     register_sync_core();
     report_.threads = tracee_.threads().size();
 
+    // From the first int3 until we let go, a thread may trap at any moment and
+    // wait for us: we stay above it (asleep while nobody traps).
+    struct Raised {
+      process::Tracee& tracee;
+      ~Raised() { tracee.stay_raised(false); }
+    } raised{tracee_};
+    tracee_.stay_raised(true);
     auto started = Clock::now();
     try {
       // 1. every entry traps
@@ -233,12 +252,40 @@ class Switch {
     ++report_.syncs;
   }
 
+  // Runs `unwind` (no ptrace request in it: a blocked thread, a copied stack,
+  // or registers already read) on a thread of its own while this one, the only
+  // one that may resume a thread it traces, serves the traps of threads that
+  // reach an entry meanwhile: an unwind takes up to milliseconds, and each of
+  // those threads would wait for it. The unwinder is used by one thread at a
+  // time.
+  template <typename Unwind>
+  auto serving_traps(Unwind&& unwind) {
+    std::promise<std::invoke_result_t<Unwind&>> promise;
+    auto result = promise.get_future();
+    std::thread worker([&, wake = tracee_.poll_waker()] {
+      try {
+        promise.set_value(unwind());
+      } catch (...) {
+        promise.set_exception(std::current_exception());
+      }
+      wake();  // after the result is ready: the controller looks at it when woken
+    });
+    struct Join {
+      std::thread& thread;
+      ~Join() { thread.join(); }
+    } join{worker};
+    while (result.wait_for(std::chrono::seconds(0)) != std::future_status::ready)
+      tracee_.poll(std::chrono::milliseconds(1));
+    return result.get();
+  }
+
   // One look at a thread's stack: without a hold if it is blocked in the
   // kernel away from the changing bytes, else held alone (and stepped out of
   // them) just long enough to copy its stack, and unwound once let go; a stack
   // deeper than the copy is unwound while held. nullopt if the thread is gone.
   std::optional<Backtrace> look_at(pid_t tid) {
-    if (auto trace = unwind_blocked(unwinder_, pid_, tid); trace && !inside_window(trace->pcs.front())) {
+    auto blocked = serving_traps([&] { return unwind_blocked(unwinder_, pid_, tid); });
+    if (auto& trace = blocked; trace && !inside_window(trace->pcs.front())) {
       ++report_.threads_seen_running;
       return trace;
     }
@@ -261,13 +308,13 @@ class Switch {
       }
       Backtrace trace;
       if (from_copy) {
-        unwinder_.snapshot_stack(RemoteAddr(regs.rsp), kStackCopy);
+        unwinder_.snapshot_stack(RemoteAddr(regs.rsp), stack_copy_size(regs));
         tracee_.release(tid);
-        trace = unwinder_.unwind(tid, regs);
+        trace = serving_traps([&] { return unwinder_.unwind(tid, regs); });
         if (!unwinder_.thaw()) continue;  // deeper than the copy
       } else {
         unwinder_.forget_memory();
-        trace = unwinder_.unwind(tid, regs);
+        trace = serving_traps([&] { return unwinder_.unwind(tid, regs); });
         tracee_.release(tid);
       }
       tracee_.poll(std::chrono::microseconds(0));
@@ -442,7 +489,14 @@ LiveSwitchReport switch_entries_live(pid_t pid, const std::vector<EntryChange>& 
   std::exception_ptr error;
   std::string steered_remain;
   // Its own thread: the kernel detaches every thread we attached, without
-  // stopping it, when this thread ends.
+  // stopping it, when this thread ends. It waits for stops with
+  // sigtimedwait(SIGCHLD), and the kernel may hand a process-wide SIGCHLD to
+  // any thread that does not block it: this one blocks it meanwhile (the
+  // controller inherits the mask).
+  sigset_t child, saved;
+  sigemptyset(&child);
+  sigaddset(&child, SIGCHLD);
+  pthread_sigmask(SIG_BLOCK, &child, &saved);
   std::thread controller([&] {
     try {
       Switch change(pid, changes, options);
@@ -457,6 +511,7 @@ LiveSwitchReport switch_entries_live(pid_t pid, const std::vector<EntryChange>& 
     }
   });
   controller.join();
+  pthread_sigmask(SIG_SETMASK, &saved, nullptr);
   if (error) {
     if (!steered_remain.empty()) {
       try {

@@ -56,18 +56,8 @@ TargetModel::TargetModel(process::Tracee& tracee) : tracee_(tracee) {
     files_.push_back(std::move(file));
     debug_files_.push_back(std::move(debug));
   }
-  auto resolve_ifunc = [this](RemoteAddr resolver) {
-    tracee_.hold_one(process::Tracee::Work::calls);
-    uint64_t result = 0;
-    try {
-      result = tracee_.call(resolver, {});
-    } catch (...) {
-      tracee_.release_all();
-      throw;
-    }
-    tracee_.release_all();
-    return RemoteAddr(result);
-  };
+  ifuncs_ = std::make_unique<IfuncResolution>(tracee_, objects_);
+  auto resolve_ifunc = [this](RemoteAddr resolver) { return ifuncs_->resolve(resolver); };
   symbols_ = std::make_unique<link::TargetSymbols>(std::move(link_objects), resolve_ifunc);
   records_ = read_records(tracee.pid(), tracee.memory(), &record_problems_);
 }

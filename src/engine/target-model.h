@@ -15,6 +15,7 @@
 
 #include "consistency/stop-the-world.h"
 #include "elf/elf-file.h"
+#include "engine/ifunc-resolution.h"
 #include "engine/patch-record.h"
 #include "link/target-symbols.h"
 #include "process/loaded-objects.h"
@@ -24,9 +25,12 @@ namespace suture::engine {
 
 class TargetModel {
  public:
-  // Reads the process's objects and records. IFUNC resolvers run through `tracee`
-  // (one thread is held for each call, then released).
+  // Reads the process's objects and records. IFUNCs are resolved as
+  // engine/ifunc-resolution.h says (in the target, one thread is held for each
+  // call, then released).
   explicit TargetModel(process::Tracee& tracee);
+  TargetModel(const TargetModel&) = delete;
+  TargetModel& operator=(const TargetModel&) = delete;
 
   const std::vector<process::LoadedObject>& objects() const { return objects_; }
   const elf::ElfFile& file(size_t index) const { return *files_[index]; }
@@ -54,6 +58,7 @@ class TargetModel {
   std::vector<process::LoadedObject> objects_;
   std::vector<std::unique_ptr<elf::ElfFile>> files_;
   std::vector<std::unique_ptr<elf::ElfFile>> debug_files_;
+  std::unique_ptr<IfuncResolution> ifuncs_;  // reads objects_
   std::unique_ptr<link::TargetSymbols> symbols_;
   std::vector<PatchRecord> records_;
   std::vector<std::string> record_problems_;

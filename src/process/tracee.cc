@@ -66,6 +66,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -209,6 +210,13 @@ struct Tracee::Impl {
   bool attached_running = false;  // see Tracee::attach_running()
   std::function<bool(Tracee::Trap&)> trap_handler;
   pid_t worker = 0;  // the thread from hold_one()
+  bool stay_raised = false;  // Tracee::stay_raised()
+  pid_t controller = 0;      // the thread that called attach_running()
+  sigset_t child_signal{};   // {SIGCHLD}
+  // Set by poll_waker(): ends the controller's poll() with nothing handled.
+  std::shared_ptr<std::atomic<bool>> woken = std::make_shared<std::atomic<bool>>(false);
+  // When we last looked for stops of attached threads and found none.
+  Clock::time_point quiet_since{};
   pid_t helper = 0;  // suture's own thread (Tracee::set_helper)
   std::optional<RemoteAddr> syscall_insn;
   std::optional<RemoteAddr> trap_insn;
@@ -510,6 +518,7 @@ struct Tracee::Impl {
   // and so waits for us (scheduling-boost.h): not while we unwind a thread
   // that runs on, or read files.
   void lower_boost_if_idle() noexcept {
+    if (stay_raised) return;
     for (auto& [tid, t] : threads)
       if (t.stopped) return;
     boost.lower();
@@ -568,6 +577,12 @@ struct Tracee::Impl {
 
   pid_t hold_one(Tracee::Work work) {
     if (worker != 0 && worker == helper && work == Tracee::Work::calls) release_one(worker);
+    // The instruction the work will use is found while nothing is held: a
+    // first search reads the target's code (about 100 us).
+    if (work == Tracee::Work::calls)
+      trap_instruction();
+    else
+      syscall_instruction();
     boost.raise();
     if (worker != 0) {
       auto it = threads.find(worker);
@@ -681,6 +696,12 @@ struct Tracee::Impl {
     if (attached_running) return;
     if (!threads.empty()) fail("internal: attach_running() while threads are held");
     attached_running = true;
+    controller = gettid();
+    quiet_since = Clock::now();  // no stop of ours can be older
+    // Stops are waited for with sigtimedwait(SIGCHLD) (sleep_until_a_stop()).
+    sigemptyset(&child_signal);
+    sigaddset(&child_signal, SIGCHLD);
+    pthread_sigmask(SIG_BLOCK, &child_signal, nullptr);
     // Threads created by attached threads are attached by the kernel; a listing
     // that shows nothing new means nobody unattached is left to create one.
     auto deadline = Clock::now() + kStopTimeout;
@@ -724,9 +745,12 @@ struct Tracee::Impl {
   // there was one.
   bool serve_others(pid_t busy) {
     siginfo_t peek{};
-    if (waitid(P_ALL, 0, &peek, WEXITED | WSTOPPED | __WALL | WNOHANG | WNOWAIT) != 0 || peek.si_pid == 0 ||
-        peek.si_pid == busy)
+    auto looked = Clock::now();
+    if (waitid(P_ALL, 0, &peek, WEXITED | WSTOPPED | __WALL | WNOHANG | WNOWAIT) != 0 || peek.si_pid == 0) {
+      quiet_since = looked;
       return false;
+    }
+    if (peek.si_pid == busy) return false;
     handle_running_stop(peek.si_pid);
     return true;
   }
@@ -778,7 +802,10 @@ struct Tracee::Impl {
     if (raised.on) boost.raise();
     for (;;) {
       siginfo_t peek{};
+      if (wait.count() > 0) drop_stale_wakeups();
+      auto looked = Clock::now();
       int r = waitid(P_ALL, 0, &peek, WEXITED | WSTOPPED | __WALL | WNOHANG | WNOWAIT);
+      if (r != 0 || peek.si_pid == 0) quiet_since = looked;
       if (r == 0 && peek.si_pid != 0) {
         handle_running_stop(peek.si_pid);
         ++handled;
@@ -787,8 +814,33 @@ struct Tracee::Impl {
       if (r != 0 && errno == ECHILD && !process_alive(pid)) throw TargetGone(fmt::format("process {} exited", pid));
       if (handled > 0 || Clock::now() >= deadline) return handled;
       if (threads.empty() && !process_alive(pid)) throw TargetGone(fmt::format("process {} exited", pid));
-      timespec ts{0, 10'000};
-      nanosleep(&ts, nullptr);
+      if (!sleep_until_a_stop(deadline)) continue;
+      // Woken by a stop (or by poll_waker()): it happened as we woke, less
+      // the kernel's wake-up latency, which is not counted.
+      quiet_since = Clock::now();
+      if (woken->exchange(false)) return handled;
+    }
+  }
+
+  // Sleeps until a traced thread stops (the kernel tells its tracer with
+  // SIGCHLD, which attach_running() blocked in this thread so that it waits
+  // here) or the deadline, whichever comes first. A SIGCHLD taken by another
+  // thread of suture is not seen here: each sleep is capped, so that costs at
+  // most the cap. True if woken by a SIGCHLD.
+  bool sleep_until_a_stop(Clock::time_point deadline) {
+    constexpr auto kCap = std::chrono::microseconds(500);
+    auto span = std::min<Clock::duration>(deadline - Clock::now(), kCap);
+    if (span <= Clock::duration::zero()) return false;
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(span).count();
+    timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+    return sigtimedwait(&child_signal, nullptr, &ts) == SIGCHLD;
+  }
+
+  // A SIGCHLD left pending by a stop that was found without sleeping for it
+  // would end the next sleep at once: taken before each look.
+  void drop_stale_wakeups() {
+    timespec none{0, 0};
+    while (sigtimedwait(&child_signal, nullptr, &none) == SIGCHLD) {
     }
   }
 
@@ -806,7 +858,11 @@ struct Tracee::Impl {
       if (worker == tid) worker = 0;
       return;
     }
-    if (t.held_since == Clock::time_point{}) t.held_since = noticed;
+    // It stopped after the last look that found no stop (or as we woke for
+    // it), and has waited for us since: counted from then, not from when we
+    // got to it (a stop found after other work may have waited all along).
+    if (t.held_since == Clock::time_point{})
+      t.held_since = quiet_since != Clock::time_point{} && quiet_since < noticed ? quiet_since : noticed;
     t.stopped = true;
     long request = PTRACE_CONT;
     long inject = 0;
@@ -993,6 +1049,11 @@ struct Tracee::Impl {
   RemoteAddr syscall_instruction() {
     static constexpr std::array<uint8_t, 2> kSyscall = {0x0f, 0x05};  // syscall
     return code_bytes(syscall_insn, kSyscall, "syscall");
+  }
+
+  RemoteAddr trap_instruction() {
+    static constexpr std::array<uint8_t, 1> kInt3 = {0xcc};  // int3
+    return code_bytes(trap_insn, kInt3, "int3");
   }
 
   int64_t run_syscall(pid_t tid, long number, const std::array<uint64_t, 6>& args) {
@@ -1184,8 +1245,7 @@ struct Tracee::Impl {
     // Raised, but below us: a function may spin (a lock, a bug), and we must
     // stay able to interrupt it at the timeout.
     ScopedRunBoost running(tid, boost.run_priority());
-    static constexpr std::array<uint8_t, 1> kInt3 = {0xcc};  // int3
-    RemoteAddr trap = code_bytes(trap_insn, kInt3, "int3");
+    RemoteAddr trap = trap_instruction();
     std::vector<uint8_t> saved_fpu(kXstateBufferSize);
     iovec fpu_iov{saved_fpu.data(), saved_fpu.size()};
     if (ptrace(PTRACE_GETREGSET, tid, reinterpret_cast<void*>(long{NT_X86_XSTATE}), &fpu_iov) != 0)
@@ -1370,6 +1430,23 @@ void Tracee::divert(pid_t tid, RemoteAddr code, RemoteAddr resume_slot) { impl_-
 void Tracee::on_trap(std::function<bool(Trap&)> handler) { impl_->trap_handler = std::move(handler); }
 
 size_t Tracee::poll(std::chrono::microseconds wait) { return impl_->poll(wait); }
+
+std::function<void()> Tracee::poll_waker() const {
+  pid_t process = getpid(), thread = impl_->controller;
+  if (thread == 0) fail("internal: Tracee::poll_waker() needs attach_running()");
+  return [process, thread, woken = impl_->woken] {
+    woken->store(true);
+    ::syscall(SYS_tgkill, process, thread, SIGCHLD);
+  };
+}
+
+void Tracee::stay_raised(bool on) {
+  impl_->stay_raised = on;
+  if (on)
+    impl_->boost.raise();
+  else
+    impl_->lower_boost_if_idle();
+}
 
 user_regs_struct Tracee::step(pid_t tid) { return impl_->step(tid); }
 

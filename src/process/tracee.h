@@ -122,8 +122,17 @@ class Tracee {
   // soon as one was handled, or at once with wait = 0): signal stops go to the
   // trap handler, else are delivered; new threads, interrupt stops and group
   // stops are resumed as the kernel would; exits are forgotten. Returns the
-  // number of stops handled.
+  // number of stops handled; 0 also when woken by poll_waker().
   size_t poll(std::chrono::microseconds wait);
+  // Something another thread of suture may call to end a poll() of the
+  // controller early, with nothing handled (work it waits for is done).
+  std::function<void()> poll_waker() const;
+  // While on, suture's controller keeps the priority it takes above the
+  // target's threads (process/scheduling-boost.h) even when no thread is
+  // stopped: for the span in which a thread may trap at any moment and waits
+  // for it. poll() sleeps until a stop, so this costs the target nothing while
+  // no thread traps.
+  void stay_raised(bool on);
   // Executes one instruction of a held thread; returns its registers after it.
   user_regs_struct step(pid_t tid);
 

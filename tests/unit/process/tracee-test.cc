@@ -521,5 +521,53 @@ TEST(Tracee, ATargetKilledWhileHeldIsTargetGoneWithoutHanging) {
   EXPECT_LT(std::chrono::steady_clock::now() - started, 30s);
 }
 
+// An attached controller sleeps in poll() until a thread stops or another
+// thread of suture wakes it, not until its wait ends.
+TEST(Tracee, PollSleepsUntilAStopOrItsWaker) {
+  FixtureProcess fixture(FIXTURE_PATH);
+  using Clock = std::chrono::steady_clock;
+  std::string failure;
+  Clock::duration woken{}, stopped{};
+  size_t handled_when_woken = 99, handled_at_stop = 0;
+  // Attached mode ends with the thread that attached.
+  std::thread controller([&] {
+    try {
+      Tracee tracee(fixture.pid());
+      tracee.attach_running();
+      while (tracee.poll(0us) > 0) {
+      }
+      // Stops of the fixture's own (threads come and go) end a poll() too,
+      // with something handled; only the waker or the deadline end it with 0.
+      auto wake = tracee.poll_waker();
+      std::atomic<Clock::rep> fired{0};
+      std::thread waker([&] {
+        std::this_thread::sleep_for(50ms);
+        fired = Clock::now().time_since_epoch().count();
+        wake();
+      });
+      auto give_up = Clock::now() + 10s;
+      while ((handled_when_woken = tracee.poll(5s)) > 0 && Clock::now() < give_up) {
+      }
+      woken = Clock::now() - Clock::time_point(Clock::duration(fired.load()));
+      waker.join();
+
+      auto start = Clock::now();
+      kill(fixture.pid(), SIGUSR1);  // a signal stop, which poll() delivers
+      while (handled_at_stop == 0 && Clock::now() - start < 5s) handled_at_stop += tracee.poll(5s);
+      stopped = Clock::now() - start;
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
+  });
+  controller.join();
+  ASSERT_EQ(failure, "");
+  EXPECT_EQ(handled_when_woken, 0u);
+  EXPECT_LT(woken, 2s);
+  EXPECT_GE(handled_at_stop, 1u);
+  EXPECT_LT(stopped, 2s);
+  EXPECT_EQ(settled_usr1(fixture, 1), 1);
+  expect_unharmed(fixture);
+}
+
 }  // namespace
 }  // namespace suture::process
