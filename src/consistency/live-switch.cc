@@ -106,6 +106,7 @@ class Switch {
     register_sync_core();
     report_.threads = tracee_.threads().size();
 
+    look_before_int3();
     // From the first int3 until we let go, a thread may trap at any moment and
     // wait for us: we stay above it (asleep while nobody traps).
     struct Raised {
@@ -252,6 +253,42 @@ class Switch {
     ++report_.syncs;
   }
 
+  // Every call of a patched function traps from the first int3 until the
+  // switch ends, so what can be done before it is done before it. A thread
+  // blocked in the kernel is unwound now, without a hold; if at the look
+  // after the int3 it is blocked in the same call and has not been on a CPU
+  // since (process::times_scheduled), it has not run a single instruction, and
+  // its stack is the one unwound here. Busy threads are looked at again; the
+  // unwinder has by then read the tables of the objects (the first unwinds
+  // through an object take milliseconds).
+  struct EarlierLook {
+    uint64_t scheduled = 0;
+    std::string view;
+    Backtrace trace;
+  };
+  void look_before_int3() {
+    for (pid_t tid : tracee_.threads()) {
+      check_interrupt();
+      auto before = process::times_scheduled(pid_, tid);
+      auto trace = unwind_blocked(unwinder_, pid_, tid);
+      auto view = process::blocked_view(pid_, tid);
+      auto after = process::times_scheduled(pid_, tid);
+      if (trace && view && before && after && *before == *after)
+        earlier_[tid] = {*after, view->text, std::move(*trace)};
+    }
+  }
+
+  std::optional<Backtrace> unchanged_since_earlier_look(pid_t tid) {
+    auto it = earlier_.find(tid);
+    if (it == earlier_.end()) return std::nullopt;
+    EarlierLook earlier = std::move(it->second);
+    earlier_.erase(it);  // good for one look only: the switch goes on
+    auto view = process::blocked_view(pid_, tid);
+    auto scheduled = process::times_scheduled(pid_, tid);
+    if (!view || view->text != earlier.view || scheduled != earlier.scheduled) return std::nullopt;
+    return earlier.trace;
+  }
+
   // Runs `unwind` (no ptrace request in it: a blocked thread, a copied stack,
   // or registers already read) on a thread of its own while this one, the only
   // one that may resume a thread it traces, serves the traps of threads that
@@ -284,6 +321,10 @@ class Switch {
   // them) just long enough to copy its stack, and unwound once let go; a stack
   // deeper than the copy is unwound while held. nullopt if the thread is gone.
   std::optional<Backtrace> look_at(pid_t tid) {
+    if (auto trace = unchanged_since_earlier_look(tid); trace && !inside_window(trace->pcs.front())) {
+      ++report_.threads_seen_running;
+      return trace;
+    }
     auto blocked = serving_traps([&] { return unwind_blocked(unwinder_, pid_, tid); });
     if (auto& trace = blocked; trace && !inside_window(trace->pcs.front())) {
       ++report_.threads_seen_running;
@@ -452,6 +493,7 @@ class Switch {
   LiveSwitchReport report_;
   std::set<RemoteAddr> boundaries_;
   std::map<RemoteAddr, const EntryChange*> sites_;
+  std::map<pid_t, EarlierLook> earlier_;  // look_before_int3()
   std::optional<SwitchGuardian> guardian_;
   bool touched_ = false;
   bool rolling_back_ = false;

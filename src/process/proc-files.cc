@@ -74,6 +74,16 @@ uint64_t thread_cpu_ticks(pid_t pid, pid_t tid) {
   return utime + stime;
 }
 
+std::optional<uint64_t> times_scheduled(pid_t pid, pid_t tid) {
+  auto text = read_proc_file(fmt::format("/proc/{}/task/{}/schedstat", pid, tid));
+  if (!text) return std::nullopt;
+  // "time-on-cpu time-waiting timeslices"
+  std::istringstream in(*text);
+  uint64_t on_cpu = 0, waiting = 0, slices = 0;
+  if (!(in >> on_cpu >> waiting >> slices)) return std::nullopt;
+  return slices;
+}
+
 std::string thread_name(pid_t pid, pid_t tid) {
   auto text = read_proc_file(fmt::format("/proc/{}/task/{}/comm", pid, tid));
   if (!text) return {};

@@ -26,6 +26,12 @@ char thread_state(pid_t pid, pid_t tid);
 // CPU time the thread has used (utime + stime, in clock ticks); 0 when gone.
 uint64_t thread_cpu_ticks(pid_t pid, pid_t tid);
 
+// How many times the scheduler has put the thread on a CPU (the third field
+// of /proc/PID/task/TID/schedstat); nullopt when gone or not offered. A thread
+// seen blocked, and later blocked again with the same count, has not run
+// between the two looks.
+std::optional<uint64_t> times_scheduled(pid_t pid, pid_t tid);
+
 // /proc/PID/task/TID/comm without the newline; empty when gone.
 std::string thread_name(pid_t pid, pid_t tid);
 
