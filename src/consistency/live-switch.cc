@@ -18,7 +18,8 @@
 //      steer the thread where the finished entry will send it: it never sees
 //      the signal and never waits for the switch to finish.
 //   2. look at every thread once: one blocked in the kernel is unwound from the
-//      pc and sp the kernel shows in /proc/PID/task/TID/syscall without a hold;
+//      pc and sp the kernel shows in /proc/PID/task/TID/syscall without a hold
+//      (or not at all: one unwound so before step 1 and not on a CPU since);
 //      any other is held alone for a few microseconds. A thread stopped at an
 //      instruction boundary inside the bytes about to change is single-stepped
 //      out of them (the old instructions are intact behind the int3); one with a
