@@ -49,9 +49,12 @@
 #include <sys/syscall.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstdlib>
 #include <exception>
+#include <functional>
 #include <future>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <thread>
@@ -91,6 +94,67 @@ bool sigtrap_pending(pid_t pid, pid_t tid) {
   return field && (std::strtoull(field->c_str(), nullptr, 16) & kSigtrapBit) != 0;
 }
 
+// Suture's second thread during a switch: runs one job at a time for the
+// controller and wakes it (Tracee::poll_waker) when a job is done. It runs at
+// the controller's priority, set before it ever runs a job: on another CPU
+// both go on at once; on the same CPU neither preempts the other, and a trap
+// waits at most for the one job, as if the controller did it. Below the
+// controller, or at the priority it starts with (suture's own, which the
+// raised controller does not pass on), it starved on a CPU that the controller
+// and a real-time target kept busy, and the longer an unwind took the more
+// calls trapped (seen: switches of 0.2-0.8 s with thousands of calls trapped,
+// memcached under SCHED_FIFO with suture on its CPU).
+class UnwindWorker {
+ public:
+  UnwindWorker(std::function<void()> wake, int priority) : wake_(std::move(wake)), thread_([this] { loop(); }) {
+    if (priority > 0) {
+      sched_param param{};
+      param.sched_priority = priority;
+      pthread_setschedparam(thread_.native_handle(), SCHED_FIFO, &param);
+    }
+  }
+  UnwindWorker(const UnwindWorker&) = delete;
+  ~UnwindWorker() {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    ready_.notify_one();
+    thread_.join();
+  }
+  // One job at a time: the caller waits for it before posting another.
+  void post(std::function<void()> job) {
+    {
+      std::lock_guard lock(mutex_);
+      job_ = std::move(job);
+    }
+    ready_.notify_one();
+  }
+
+ private:
+  void loop() {
+    for (;;) {
+      std::function<void()> job;
+      {
+        std::unique_lock lock(mutex_);
+        ready_.wait(lock, [&] { return stop_ || job_; });
+        if (!job_) return;
+        job = std::move(job_);
+        job_ = nullptr;
+      }
+      job();
+      wake_();  // after the job's result is set: the controller looks when woken
+    }
+  }
+
+  std::function<void()> wake_;
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::function<void()> job_;
+  bool stop_ = false;
+  std::thread thread_;  // last: starts once the rest exists
+};
+
 class Switch {
  public:
   Switch(pid_t pid, const std::vector<EntryChange>& changes, const LiveSwitchOptions& options)
@@ -115,6 +179,7 @@ class Switch {
       ~Raised() { tracee.stay_raised(false); }
     } raised{tracee_};
     tracee_.stay_raised(true);
+    worker_.emplace(tracee_.poll_waker(), tracee_.raised_priority());
     auto started = Clock::now();
     try {
       // 1. every entry traps
@@ -291,27 +356,28 @@ class Switch {
   }
 
   // Runs `unwind` (no ptrace request in it: a blocked thread, a copied stack,
-  // or registers already read) on a thread of its own while this one, the only
-  // one that may resume a thread it traces, serves the traps of threads that
-  // reach an entry meanwhile: an unwind takes up to milliseconds, and each of
-  // those threads would wait for it. The unwinder is used by one thread at a
-  // time.
+  // or registers already read) on suture's unwinding thread while this one,
+  // the only one that may resume a thread it traces, serves the traps of
+  // threads that reach an entry meanwhile: an unwind takes up to
+  // milliseconds, and each of those threads would wait for it.
   template <typename Unwind>
   auto serving_traps(Unwind&& unwind) {
     std::promise<std::invoke_result_t<Unwind&>> promise;
     auto result = promise.get_future();
-    std::thread worker([&, wake = tracee_.poll_waker()] {
+    // The job refers to this frame: it must be over before we leave, however.
+    struct Finished {
+      std::future<std::invoke_result_t<Unwind&>>& result;
+      ~Finished() {
+        if (result.valid()) result.wait();
+      }
+    } finished{result};
+    worker_->post([&] {
       try {
         promise.set_value(unwind());
       } catch (...) {
         promise.set_exception(std::current_exception());
       }
-      wake();  // after the result is ready: the controller looks at it when woken
     });
-    struct Join {
-      std::thread& thread;
-      ~Join() { thread.join(); }
-    } join{worker};
     while (result.wait_for(std::chrono::seconds(0)) != std::future_status::ready)
       tracee_.poll(std::chrono::milliseconds(1));
     return result.get();
@@ -495,6 +561,7 @@ class Switch {
   std::set<RemoteAddr> boundaries_;
   std::map<RemoteAddr, const EntryChange*> sites_;
   std::map<pid_t, EarlierLook> earlier_;  // look_before_int3()
+  std::optional<UnwindWorker> worker_;     // serving_traps(); ends before the members above
   std::optional<SwitchGuardian> guardian_;
   bool touched_ = false;
   bool rolling_back_ = false;

@@ -5,14 +5,15 @@
 // CPU with the very process it holds a thread of: on a loaded two-core machine
 // a hold of a few system calls' worth of work measured milliseconds, spent
 // waiting for a timeslice. While a thread of the target is stopped by us (held,
-// or stepped through a system call), and while we sleep waiting for traps
-// during a live switch, the controller thread runs SCHED_FIFO two priorities
-// above the highest of the target's threads (2 if none is real-time), so it
-// runs the moment it can: priority inheritance, by hand. Otherwise (reading
-// ELF files, linking, unwinding a thread that runs on) it runs as it was
-// started, never ahead of the service: a first version that stayed raised for
-// a whole live switch delayed a server's own threads by milliseconds. Without
-// CAP_SYS_NICE nothing changes and active() stays false.
+// or stepped through a system call), and from the first int3 of a live switch
+// until it lets go (Tracee::stay_raised), the controller thread runs
+// SCHED_FIFO two priorities above the highest of the target's threads (2 if
+// none is real-time), so it runs the moment it can: priority inheritance, by
+// hand. Otherwise (reading ELF files, linking) it runs as it was started,
+// never ahead of the service. While raised it sleeps until a thread stops
+// (sigtimedwait on SIGCHLD): a first version that stayed raised for a whole
+// live switch polled every 10 us and delayed a server's own threads by
+// milliseconds. Without CAP_SYS_NICE nothing changes and active() stays false.
 #pragma once
 
 #include <sched.h>

@@ -1440,6 +1440,8 @@ std::function<void()> Tracee::poll_waker() const {
   };
 }
 
+int Tracee::raised_priority() const { return impl_->boost.active() ? impl_->boost.priority() : 0; }
+
 void Tracee::stay_raised(bool on) {
   impl_->stay_raised = on;
   if (on)

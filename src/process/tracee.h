@@ -133,6 +133,9 @@ class Tracee {
   // for it. poll() sleeps until a stop, so this costs the target nothing while
   // no thread traps.
   void stay_raised(bool on);
+  // The SCHED_FIFO priority the controller runs at while raised, 0 when it
+  // is not: for a thread of suture's own that works for it.
+  int raised_priority() const;
   // Executes one instruction of a held thread; returns its registers after it.
   user_regs_struct step(pid_t tid);
 

@@ -18,7 +18,16 @@
 #include <thread>
 #include <vector>
 
+#include "process/proc-files.h"
+
 namespace suture::process::testing {
+
+// The thread of `pid` with this name (the fixture names its threads); 0 if none.
+inline pid_t thread_named(pid_t pid, const std::string& name) {
+  for (pid_t tid : list_threads(pid))
+    if (thread_name(pid, tid) == name) return tid;
+  return 0;
+}
 
 class FixtureProcess {
  public:

@@ -25,12 +25,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::FixtureProcess;
-
-pid_t thread_named(pid_t pid, const std::string& name) {
-  for (pid_t tid : list_threads(pid))
-    if (thread_name(pid, tid) == name) return tid;
-  return 0;
-}
+using testing::thread_named;
 
 bool alive(pid_t pid, pid_t tid) {
   char state = thread_state(pid, tid);

@@ -14,12 +14,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::FixtureProcess;
-
-pid_t thread_named(pid_t pid, const std::string& name) {
-  for (pid_t tid : list_threads(pid))
-    if (thread_name(pid, tid) == name) return tid;
-  return 0;
-}
+using testing::thread_named;
 
 // A thread blocked in read() is put on a CPU again only when its data comes.
 TEST(ProcFiles, TimesScheduledMovesOnlyWhenTheThreadRuns) {

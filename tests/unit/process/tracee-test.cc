@@ -27,6 +27,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::FixtureProcess;
+using testing::thread_named;
 
 std::set<pid_t> live_threads(pid_t pid) {
   std::set<pid_t> live;
@@ -35,12 +36,6 @@ std::set<pid_t> live_threads(pid_t pid) {
     if (state != '\0' && state != 'Z' && state != 'X') live.insert(tid);
   }
   return live;
-}
-
-pid_t thread_named(pid_t pid, const std::string& name) {
-  for (pid_t tid : list_threads(pid))
-    if (thread_name(pid, tid) == name) return tid;
-  return 0;
 }
 
 bool same_registers(const user_regs_struct& a, const user_regs_struct& b) { return std::memcmp(&a, &b, sizeof a) == 0; }
