@@ -172,6 +172,7 @@ struct Thread {
   std::string name;
   char state = '?';
   Clock::time_point held_since{};
+  Clock::time_point resumed_at{};  // attached mode: when we last let it run
   bool stopped = false;       // in a ptrace-stop we have collected
   bool stop_is_signal = false;  // ...a signal-delivery-stop: a signal can be injected on resume
   bool can_run_code = false;  // ...and not in the middle of a system call of its own
@@ -487,7 +488,7 @@ struct Tracee::Impl {
         if (ptrace(request, t.tid, nullptr, reinterpret_cast<void*>(static_cast<long>(inject))) != 0 && errno == ESRCH)
           forget(t.tid);
         else
-          t.stopped = false, t.held_since = {};
+          t.stopped = false, t.held_since = {}, t.resumed_at = Clock::now();
         return;
       }
       if (ptrace(PTRACE_DETACH, t.tid, nullptr, reinterpret_cast<void*>(static_cast<long>(inject))) != 0 &&
@@ -861,8 +862,10 @@ struct Tracee::Impl {
     // It stopped after the last look that found no stop (or as we woke for
     // it), and has waited for us since: counted from then, not from when we
     // got to it (a stop found after other work may have waited all along).
+    // Nor can it have stopped before we last let it run (a thread that traps
+    // again and again while other stops keep us from ever finding none).
     if (t.held_since == Clock::time_point{})
-      t.held_since = quiet_since != Clock::time_point{} && quiet_since < noticed ? quiet_since : noticed;
+      t.held_since = std::min(noticed, std::max(quiet_since, t.resumed_at));
     t.stopped = true;
     long request = PTRACE_CONT;
     long inject = 0;
@@ -893,6 +896,7 @@ struct Tracee::Impl {
       return;
     }
     t.stopped = false;
+    t.resumed_at = Clock::now();
   }
 
   // Whether the system call `tid` is blocked in fails with EINTR when the
