@@ -815,6 +815,7 @@ struct Tracee::Impl {
       if (r != 0 && errno == ECHILD && !process_alive(pid)) throw TargetGone(fmt::format("process {} exited", pid));
       if (handled > 0 || Clock::now() >= deadline) return handled;
       if (threads.empty() && !process_alive(pid)) throw TargetGone(fmt::format("process {} exited", pid));
+      if (woken->exchange(false)) return handled;  // its SIGCHLD may have gone with the stale ones
       if (!sleep_until_a_stop(deadline)) continue;
       // Woken by a stop (or by poll_waker()): it happened as we woke, less
       // the kernel's wake-up latency, which is not counted.

@@ -79,7 +79,9 @@ class Tracee {
   // them exits: the kernel then detaches every tracee without stopping it, which
   // is the one way to let a running thread go unseen (PTRACE_DETACH needs a
   // stop). So call attach_running() on a thread of its own, drain poll(), and end
-  // that thread; the destructor leaves running attached threads alone.
+  // that thread; the destructor leaves running attached threads alone. That
+  // thread blocks SIGCHLD from then on (poll() waits for it), and so should
+  // the other threads of suture meanwhile, or the kernel may hand it to them.
   void attach_running();
   bool attached_running() const;
   // Holds one attached thread (interrupts it and waits for the stop).
