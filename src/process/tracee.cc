@@ -904,9 +904,9 @@ struct Tracee::Impl {
   // thread is stopped and resumed, even without a signal handler (signal(7):
   // "Interruption of system calls ... by stop signals"); ptrace stops count.
   bool interrupt_is_visible_in(pid_t tid) const {
-    auto text = read_proc_file(fmt::format("/proc/{}/task/{}/syscall", pid, tid));
-    if (!text) return false;
-    switch (std::atol(text->c_str())) {
+    auto view = blocked_view(pid, tid);
+    if (!view) return false;
+    switch (view->number) {
       case SYS_epoll_wait:
       case SYS_epoll_pwait:
       case SYS_epoll_pwait2:
