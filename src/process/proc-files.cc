@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <charconv>
 #include <sstream>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -74,14 +75,60 @@ uint64_t thread_cpu_ticks(pid_t pid, pid_t tid) {
   return utime + stime;
 }
 
-std::optional<uint64_t> times_scheduled(pid_t pid, pid_t tid) {
+std::optional<SchedStat> parse_sched_stat(std::string_view text) {
+  // "time-on-cpu time-waiting timeslices\n"
+  SchedStat stat;
+  const char* at = text.data();
+  const char* end = text.data() + text.size();
+  for (uint64_t* field : {&stat.on_cpu_ns, &stat.waiting_ns, &stat.timeslices}) {
+    while (at < end && *at == ' ') ++at;
+    auto [next, error] = std::from_chars(at, end, *field);
+    if (error != std::errc{}) return std::nullopt;
+    at = next;
+  }
+  return stat;
+}
+
+std::optional<SchedStat> sched_stat(pid_t pid, pid_t tid) {
   auto text = read_proc_file(fmt::format("/proc/{}/task/{}/schedstat", pid, tid));
   if (!text) return std::nullopt;
-  // "time-on-cpu time-waiting timeslices"
-  std::istringstream in(*text);
-  uint64_t on_cpu = 0, waiting = 0, slices = 0;
-  if (!(in >> on_cpu >> waiting >> slices)) return std::nullopt;
-  return slices;
+  return parse_sched_stat(*text);
+}
+
+std::optional<uint64_t> times_scheduled(pid_t pid, pid_t tid) {
+  auto stat = sched_stat(pid, tid);
+  if (!stat) return std::nullopt;
+  return stat->timeslices;
+}
+
+SchedStatFile::SchedStatFile(SchedStatFile&& other) noexcept
+    : pid_(other.pid_), tid_(other.tid_), fd_(std::exchange(other.fd_, -1)) {}
+
+SchedStatFile& SchedStatFile::operator=(SchedStatFile&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) close(fd_);
+    pid_ = other.pid_;
+    tid_ = other.tid_;
+    fd_ = std::exchange(other.fd_, -1);
+  }
+  return *this;
+}
+
+SchedStatFile::~SchedStatFile() {
+  if (fd_ >= 0) close(fd_);
+}
+
+std::optional<SchedStat> SchedStatFile::read() {
+  if (fd_ < 0) {
+    fd_ = open(fmt::format("/proc/{}/task/{}/schedstat", pid_, tid_).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) return std::nullopt;
+  }
+  char buffer[128];
+  ssize_t n;
+  do n = pread(fd_, buffer, sizeof buffer, 0);
+  while (n < 0 && errno == EINTR);
+  if (n <= 0) return std::nullopt;  // ESRCH once the thread is gone
+  return parse_sched_stat(std::string_view(buffer, static_cast<size_t>(n)));
 }
 
 std::string thread_name(pid_t pid, pid_t tid) {

@@ -7,6 +7,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/remote-addr.h"
@@ -26,11 +27,40 @@ char thread_state(pid_t pid, pid_t tid);
 // CPU time the thread has used (utime + stime, in clock ticks); 0 when gone.
 uint64_t thread_cpu_ticks(pid_t pid, pid_t tid);
 
+// /proc/PID/task/TID/schedstat: what the scheduler has counted for a thread.
+struct SchedStat {
+  uint64_t on_cpu_ns = 0;   // time spent running
+  uint64_t waiting_ns = 0;  // time spent runnable, waiting for a CPU
+  uint64_t timeslices = 0;  // times put on a CPU
+};
+std::optional<SchedStat> parse_sched_stat(std::string_view text);
+// nullopt when the thread is gone or the kernel does not offer the file.
+std::optional<SchedStat> sched_stat(pid_t pid, pid_t tid);
+
 // How many times the scheduler has put the thread on a CPU (the third field
-// of /proc/PID/task/TID/schedstat); nullopt when gone or not offered. A thread
-// seen blocked, and later blocked again with the same count, has not run
-// between the two looks.
+// of schedstat). A thread seen blocked, and later blocked again with the same
+// count, has not run between the two looks.
 std::optional<uint64_t> times_scheduled(pid_t pid, pid_t tid);
+
+// One thread's schedstat kept open, for a reader that reads it at every stop
+// of the thread: a read is then one pread(), a quarter of open-read-close.
+class SchedStatFile {
+ public:
+  SchedStatFile(pid_t pid, pid_t tid) : pid_(pid), tid_(tid) {}
+  SchedStatFile(SchedStatFile&& other) noexcept;
+  SchedStatFile& operator=(SchedStatFile&& other) noexcept;
+  SchedStatFile(const SchedStatFile&) = delete;
+  SchedStatFile& operator=(const SchedStatFile&) = delete;
+  ~SchedStatFile();
+
+  // Opened on the first read; nullopt once the thread is gone.
+  std::optional<SchedStat> read();
+
+ private:
+  pid_t pid_;
+  pid_t tid_;
+  int fd_ = -1;
+};
 
 // /proc/PID/task/TID/comm without the newline; empty when gone.
 std::string thread_name(pid_t pid, pid_t tid);

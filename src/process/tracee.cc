@@ -173,6 +173,10 @@ struct Thread {
   char state = '?';
   Clock::time_point held_since{};
   Clock::time_point resumed_at{};  // attached mode: when we last let it run
+  // ...and the time it had spent running or waiting for a CPU by then (ns), as
+  // the scheduler counts it (see Impl::earliest_stop)
+  std::optional<uint64_t> runnable_ns_at_resume;
+  std::optional<SchedStatFile> schedstat;  // opened at its first stop
   bool stopped = false;       // in a ptrace-stop we have collected
   bool stop_is_signal = false;  // ...a signal-delivery-stop: a signal can be injected on resume
   bool can_run_code = false;  // ...and not in the middle of a system call of its own
@@ -485,10 +489,11 @@ struct Tracee::Impl {
       if (attached_running) {
         // Stay attached: resume (a group stop is left to the kernel with LISTEN).
         auto request = t.group_stop && inject == 0 ? PTRACE_LISTEN : PTRACE_CONT;
+        auto runnable = runnable_ns(t);
         if (ptrace(request, t.tid, nullptr, reinterpret_cast<void*>(static_cast<long>(inject))) != 0 && errno == ESRCH)
           forget(t.tid);
         else
-          t.stopped = false, t.held_since = {}, t.resumed_at = Clock::now();
+          t.stopped = false, t.held_since = {}, t.resumed_at = Clock::now(), t.runnable_ns_at_resume = runnable;
         return;
       }
       if (ptrace(PTRACE_DETACH, t.tid, nullptr, reinterpret_cast<void*>(static_cast<long>(inject))) != 0 &&
@@ -742,18 +747,12 @@ struct Tracee::Impl {
     return true;
   }
 
-  // Handles one pending stop of an attached thread other than `busy`; true if
-  // there was one.
+  // Handles the pending stops of attached threads other than `busy`; true if
+  // there were any.
   bool serve_others(pid_t busy) {
-    siginfo_t peek{};
-    auto looked = Clock::now();
-    if (waitid(P_ALL, 0, &peek, WEXITED | WSTOPPED | __WALL | WNOHANG | WNOWAIT) != 0 || peek.si_pid == 0) {
-      quiet_since = looked;
-      return false;
-    }
-    if (peek.si_pid == busy) return false;
-    handle_running_stop(peek.si_pid);
-    return true;
+    auto stops = take_pending_stops(busy);
+    handle_running_stops(stops);
+    return !stops.empty();
   }
 
   // Gives a signal stop to the trap handler; true if it was ours (the thread
@@ -802,17 +801,15 @@ struct Tracee::Impl {
     } raised{*this, wait.count() > 0 && attached_running};
     if (raised.on) boost.raise();
     for (;;) {
-      siginfo_t peek{};
       if (wait.count() > 0) drop_stale_wakeups();
-      auto looked = Clock::now();
-      int r = waitid(P_ALL, 0, &peek, WEXITED | WSTOPPED | __WALL | WNOHANG | WNOWAIT);
-      if (r != 0 || peek.si_pid == 0) quiet_since = looked;
-      if (r == 0 && peek.si_pid != 0) {
-        handle_running_stop(peek.si_pid);
-        ++handled;
+      bool no_children = false;
+      auto stops = take_pending_stops(0, &no_children);
+      if (!stops.empty()) {
+        handle_running_stops(stops);
+        handled += stops.size();
         continue;
       }
-      if (r != 0 && errno == ECHILD && !process_alive(pid)) throw TargetGone(fmt::format("process {} exited", pid));
+      if (no_children && !process_alive(pid)) throw TargetGone(fmt::format("process {} exited", pid));
       if (handled > 0 || Clock::now() >= deadline) return handled;
       if (threads.empty() && !process_alive(pid)) throw TargetGone(fmt::format("process {} exited", pid));
       if (woken->exchange(false)) return handled;  // its SIGCHLD may have gone with the stale ones
@@ -846,27 +843,111 @@ struct Tracee::Impl {
     }
   }
 
-  // One status of an attached thread that we did not ask for.
-  void handle_running_stop(pid_t tid) {
-    auto noticed = Clock::now();
-    auto status = try_wait(tid);
-    if (!status) return;
-    if (*status == 0 && tid == pid && target_is_our_child) throw TargetGone(fmt::format("process {} exited", pid));
+  // A status of an attached thread that we did not ask for, taken from the
+  // kernel, and what we knew when we took it.
+  struct PendingStop {
+    pid_t tid;
+    int status;
+    Clock::time_point noticed;
+    Clock::time_point quiet_before;  // quiet_since as it was before the look
+  };
+
+  // Takes every pending status of attached threads, one per thread (the
+  // kernel lists a thread's next status only once we take the one before).
+  // Taken one at a time, serving each before looking again, the kernel's list
+  // gave the first threads on it every turn: a thread that trapped again
+  // within microseconds of its resume was served again and again while one
+  // further down the list waited for milliseconds. Stops at `busy`, whose
+  // status its waiter takes. `no_children`: waitid found no tracee at all.
+  std::vector<PendingStop> take_pending_stops(pid_t busy, bool* no_children = nullptr) {
+    std::vector<PendingStop> stops;
+    auto quiet_before = quiet_since;
+    for (;;) {
+      siginfo_t peek{};
+      auto looked = Clock::now();
+      if (waitid(P_ALL, 0, &peek, WEXITED | WSTOPPED | __WALL | WNOHANG | WNOWAIT) != 0) {
+        if (errno == EINTR) continue;
+        if (no_children && errno == ECHILD) *no_children = true;
+        quiet_since = looked;
+        return stops;
+      }
+      if (peek.si_pid == 0) {
+        // Every stop before this look is taken: a later one happened after it.
+        quiet_since = looked;
+        return stops;
+      }
+      if (peek.si_pid == busy) return stops;
+      pid_t tid = peek.si_pid;
+      auto status = try_wait(tid);
+      if (!status) return stops;  // taken meanwhile (not by us: leave it)
+      stops.push_back({tid, *status, looked, quiet_before});
+      // The leader's exit, when it is our child, is left for its parent to
+      // take: looking again would find it again.
+      if (*status == 0 && tid == pid && target_is_our_child) return stops;
+    }
+  }
+
+  // Serves the stops in the order they were taken. If one throws, the others
+  // are still taken in as held threads (their traps steered), so that letting
+  // go resumes them: a taken status is the only word of that stop we get.
+  void handle_running_stops(const std::vector<PendingStop>& stops) {
+    for (size_t i = 0; i < stops.size(); ++i) {
+      try {
+        handle_running_stop(stops[i]);
+      } catch (...) {
+        for (size_t j = i + 1; j < stops.size(); ++j) {
+          try {
+            if (!threads.contains(stops[j].tid)) adopt(stops[j].tid);
+            absorb(stops[j].tid, stops[j].status);
+          } catch (...) {
+          }
+        }
+        throw;
+      }
+    }
+  }
+
+  // Time the thread has spent running or waiting for a CPU (ns), as the
+  // scheduler counts it; read while it is stopped, it stays put until we let
+  // it run. nullopt when the kernel does not tell.
+  std::optional<uint64_t> runnable_ns(Thread& t) {
+    if (!t.schedstat) t.schedstat.emplace(pid, t.tid);
+    auto stat = t.schedstat->read();
+    if (!stat) return std::nullopt;
+    return stat->on_cpu_ns + stat->waiting_ns;
+  }
+
+  // The earliest moment a stop of `t` noticed at `stop.noticed` can have
+  // happened: after the last look that found no stop (or as we woke for it),
+  // and after we last let the thread run plus the time it has since spent on a
+  // CPU or waiting for one (`runnable`: now, in the stop). A thread that stops
+  // again and again while other stops keep us from ever finding none would
+  // otherwise be counted from its resume, and that counted the milliseconds
+  // it then waited for a CPU behind the target's own threads (four busy
+  // threads on two cores), which is no hold of ours. Blocked time is not
+  // counted by the scheduler, so this stays on the early side: a hold is
+  // never counted short.
+  Clock::time_point earliest_stop(const Thread& t, const PendingStop& stop, std::optional<uint64_t> runnable) const {
+    auto since_resume = t.resumed_at;
+    if (runnable && t.runnable_ns_at_resume && *runnable >= *t.runnable_ns_at_resume)
+      since_resume += std::chrono::nanoseconds(*runnable - *t.runnable_ns_at_resume);
+    return std::min(stop.noticed, std::max(stop.quiet_before, since_resume));
+  }
+
+  void handle_running_stop(const PendingStop& pending) {
+    pid_t tid = pending.tid;
+    if (pending.status == 0 && tid == pid && target_is_our_child)
+      throw TargetGone(fmt::format("process {} exited", pid));
     if (!threads.contains(tid)) adopt(tid);  // a new thread, attached by the kernel
     Thread& t = threads[tid];
-    Stop stop = decode(*status);
+    Stop stop = decode(pending.status);
     if (stop.kind == StopKind::Gone) {
       threads.erase(tid);
       if (worker == tid) worker = 0;
       return;
     }
-    // It stopped after the last look that found no stop (or as we woke for
-    // it), and has waited for us since: counted from then, not from when we
-    // got to it (a stop found after other work may have waited all along).
-    // Nor can it have stopped before we last let it run (a thread that traps
-    // again and again while other stops keep us from ever finding none).
-    if (t.held_since == Clock::time_point{})
-      t.held_since = std::min(noticed, std::max(quiet_since, t.resumed_at));
+    auto runnable = runnable_ns(t);
+    if (t.held_since == Clock::time_point{}) t.held_since = earliest_stop(t, pending, runnable);
     t.stopped = true;
     long request = PTRACE_CONT;
     long inject = 0;
@@ -898,6 +979,7 @@ struct Tracee::Impl {
     }
     t.stopped = false;
     t.resumed_at = Clock::now();
+    t.runnable_ns_at_resume = runnable;
   }
 
   // Whether the system call `tid` is blocked in fails with EINTR when the

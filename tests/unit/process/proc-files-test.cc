@@ -2,6 +2,8 @@
 // whose activity the test drives.
 #include "process/proc-files.h"
 
+#include <signal.h>
+
 #include <chrono>
 #include <thread>
 
@@ -38,6 +40,50 @@ TEST(ProcFiles, TimesScheduledMovesOnlyWhenTheThreadRuns) {
   EXPECT_GT(*after, *before);
 
   EXPECT_FALSE(times_scheduled(fixture.pid(), 0x7ffffff0).has_value());  // no such thread
+}
+
+TEST(ProcFiles, SchedStatReadsItsThreeCounts) {
+  auto stat = parse_sched_stat("67753636 86248 16\n");
+  ASSERT_TRUE(stat.has_value());
+  EXPECT_EQ(stat->on_cpu_ns, 67753636u);
+  EXPECT_EQ(stat->waiting_ns, 86248u);
+  EXPECT_EQ(stat->timeslices, 16u);
+  EXPECT_FALSE(parse_sched_stat("67753636 86248\n").has_value());
+  EXPECT_FALSE(parse_sched_stat("").has_value());
+  EXPECT_FALSE(parse_sched_stat("x 1 2\n").has_value());
+}
+
+// The file kept open reads what a fresh open reads, each read anew (the thread
+// ran meanwhile), and nothing once its thread is gone.
+TEST(ProcFiles, SchedStatFileFollowsItsThreadUntilItIsGone) {
+  FixtureProcess fixture(FIXTURE_PATH);
+  pid_t reader = thread_named(fixture.pid(), "reader-0");
+  ASSERT_NE(reader, 0);
+  auto blocked = [&] { return blocked_view(fixture.pid(), reader).has_value(); };
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (!blocked() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
+  ASSERT_TRUE(blocked());
+
+  SchedStatFile file(fixture.pid(), reader);
+  auto before = file.read();
+  ASSERT_TRUE(before.has_value());
+  auto fresh = sched_stat(fixture.pid(), reader);
+  ASSERT_TRUE(fresh.has_value());
+  EXPECT_EQ(before->on_cpu_ns, fresh->on_cpu_ns);
+  EXPECT_EQ(before->waiting_ns, fresh->waiting_ns);
+  EXPECT_EQ(before->timeslices, fresh->timeslices);
+
+  fixture.send("feed 0 hello");
+  EXPECT_EQ(fixture.expect("read "), "read 0 hello");
+  SchedStatFile moved = std::move(file);
+  auto after = moved.read();
+  ASSERT_TRUE(after.has_value());
+  EXPECT_GT(after->timeslices, before->timeslices);
+  EXPECT_GT(after->on_cpu_ns, before->on_cpu_ns);
+
+  kill(fixture.pid(), SIGKILL);
+  fixture.reap();
+  EXPECT_FALSE(moved.read().has_value());
 }
 
 }  // namespace
