@@ -223,6 +223,7 @@ struct Tracee::Impl {
   // When we last looked for stops of attached threads and found none.
   Clock::time_point quiet_since{};
   pid_t helper = 0;  // suture's own thread (Tracee::set_helper)
+  std::optional<ScopedRunBoost> helper_raised;  // while stay_raised
   std::optional<RemoteAddr> syscall_insn;
   std::optional<RemoteAddr> trap_insn;
   std::optional<bool> sigtrap_ignored;
@@ -789,7 +790,6 @@ struct Tracee::Impl {
 
   size_t poll(std::chrono::microseconds wait) {
     auto deadline = Clock::now() + wait;
-    size_t handled = 0;
     // Waiting for traps: a trapped thread waits for us to wake. Sleeping at a
     // high priority costs the target nothing.
     struct Raised {
@@ -806,18 +806,17 @@ struct Tracee::Impl {
       auto stops = take_pending_stops(0, &no_children);
       if (!stops.empty()) {
         handle_running_stops(stops);
-        handled += stops.size();
-        continue;
+        return stops.size();
       }
       if (no_children && !process_alive(pid)) throw TargetGone(fmt::format("process {} exited", pid));
-      if (handled > 0 || Clock::now() >= deadline) return handled;
+      if (Clock::now() >= deadline) return 0;
       if (threads.empty() && !process_alive(pid)) throw TargetGone(fmt::format("process {} exited", pid));
-      if (woken->exchange(false)) return handled;  // its SIGCHLD may have gone with the stale ones
+      if (woken->exchange(false)) return 0;  // its SIGCHLD may have gone with the stale ones
       if (!sleep_until_a_stop(deadline)) continue;
       // Woken by a stop (or by poll_waker()): it happened as we woke, less
       // the kernel's wake-up latency, which is not counted.
       quiet_since = Clock::now();
-      if (woken->exchange(false)) return handled;
+      if (woken->exchange(false)) return 0;
     }
   }
 
@@ -1531,10 +1530,14 @@ int Tracee::raised_priority() const { return impl_->boost.active() ? impl_->boos
 
 void Tracee::stay_raised(bool on) {
   impl_->stay_raised = on;
-  if (on)
+  if (on) {
     impl_->boost.raise();
-  else
+    if (impl_->helper != 0 && !impl_->helper_raised)
+      impl_->helper_raised.emplace(impl_->helper, impl_->boost.run_priority());
+  } else {
+    impl_->helper_raised.reset();
     impl_->lower_boost_if_idle();
+  }
 }
 
 user_regs_struct Tracee::step(pid_t tid) { return impl_->step(tid); }

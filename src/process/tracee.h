@@ -120,11 +120,13 @@ class Tracee {
   // Installs the handler every signal stop of an attached thread is offered to
   // first, whether poll() collects it or a hold() finds it.
   void on_trap(std::function<bool(Trap&)> handler);
-  // Collects the stops of attached running threads for up to `wait` (returns as
-  // soon as one was handled, or at once with wait = 0): signal stops go to the
-  // trap handler, else are delivered; new threads, interrupt stops and group
-  // stops are resumed as the kernel would; exits are forgotten. Returns the
-  // number of stops handled; 0 also when woken by poll_waker().
+  // Handles the stops of attached running threads pending now, or waits up to
+  // `wait` for one (none with wait = 0): signal stops go to the trap handler,
+  // else are delivered; new threads, interrupt stops and group stops are
+  // resumed as the kernel would; exits are forgotten. One round, each thread's
+  // stop once: threads that trap again and again would otherwise keep the
+  // caller here for as long as they do. Returns the number of stops handled;
+  // 0 also when woken by poll_waker().
   size_t poll(std::chrono::microseconds wait);
   // Something another thread of suture may call to end a poll() of the
   // controller early, with nothing handled (work it waits for is done).
@@ -133,7 +135,10 @@ class Tracee {
   // target's threads (process/scheduling-boost.h) even when no thread is
   // stopped: for the span in which a thread may trap at any moment and waits
   // for it. poll() sleeps until a stop, so this costs the target nothing while
-  // no thread traps.
+  // no thread traps. The helper (set_helper) is raised with it, just below the
+  // controller: blocked in pause() it costs nothing, and at its own priority
+  // it took milliseconds to answer an interrupt behind the target's busy
+  // threads, while every call of a function being switched trapped.
   void stay_raised(bool on);
   // The SCHED_FIFO priority the controller runs at while raised, 0 when it
   // is not: for a thread of suture's own that works for it.
