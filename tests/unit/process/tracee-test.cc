@@ -564,5 +564,52 @@ TEST(Tracee, PollSleepsUntilAStopOrItsWaker) {
   expect_unharmed(fixture);
 }
 
+// Two threads stop again the moment they are let go (a signal is always
+// pending for them): one poll() serves each pending stop once and returns, as
+// poll(0) is meant to. Served one stop at a time until none was pending, it
+// did not return while the storm lasted, serving the same threads again and
+// again, and a caller that meant to look once could not get on with its work.
+TEST(Tracee, PollServesEachThreadOnceARound) {
+  FixtureProcess fixture(FIXTURE_PATH, {"quiet"});
+  pid_t readers[] = {thread_named(fixture.pid(), "reader-0"), thread_named(fixture.pid(), "reader-1")};
+  ASSERT_NE(readers[0], 0);
+  ASSERT_NE(readers[1], 0);
+  size_t threads = list_threads(fixture.pid()).size();
+  std::string failure;
+  size_t most = 0, total = 0, polls = 0;
+  std::atomic<bool> attached{false}, done{false};
+  std::thread controller([&] {
+    try {
+      Tracee tracee(fixture.pid());
+      tracee.attach_running();
+      attached = true;
+      auto until = std::chrono::steady_clock::now() + 300ms;
+      while (std::chrono::steady_clock::now() < until) {
+        size_t handled = tracee.poll(0us);
+        most = std::max(most, handled);
+        total += handled;
+        ++polls;
+      }
+      done = true;
+      while (tracee.poll(10ms) > 0) {  // the last signals in flight
+      }
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
+    done = true;
+  });
+  // SA_RESTART handlers: a reader's read() goes on after each one.
+  while (!attached && !done) std::this_thread::sleep_for(1ms);
+  while (!done)
+    for (pid_t reader : readers) syscall(SYS_tgkill, fixture.pid(), reader, SIGUSR1);
+  controller.join();
+  ASSERT_EQ(failure, "");
+  EXPECT_GT(total, 20u) << "the signals made no storm of stops";
+  EXPECT_LE(most, threads) << "one poll(0) served " << most << " stops of " << threads << " threads in " << polls
+                           << " polls";
+  EXPECT_GT(fixture.status()["usr1"], 0);
+  expect_unharmed(fixture);
+}
+
 }  // namespace
 }  // namespace suture::process
