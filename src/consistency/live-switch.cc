@@ -158,7 +158,7 @@ class UnwindWorker {
 class Switch {
  public:
   Switch(pid_t pid, const std::vector<EntryChange>& changes, const LiveSwitchOptions& options)
-      : pid_(pid), changes_(changes), options_(options), tracee_(pid), unwinder_(pid) {}
+      : pid_(pid), changes_(changes), options_(options), tracee_(pid), unwinder_(pid, options.code_tables) {}
 
   LiveSwitchReport run() {
     check_bytes_are(&EntryChange::before, "changed since we planned");

@@ -51,6 +51,8 @@ struct LiveSwitchOptions {
   // Suture's helper thread in the target (process/helper-thread.h), 0 for none:
   // it runs the system calls of the switch and is never examined.
   pid_t helper = 0;
+  // Code without an object whose frames may be on a stack (patches).
+  std::vector<CodeUnwindTables> code_tables;
 };
 
 // A thread that still has a frame in old code after the switch (it finishes

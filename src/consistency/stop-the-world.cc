@@ -102,10 +102,11 @@ void sleep_for(Clock::duration duration) {
 }  // namespace
 
 SafePointResult wait_for_safe_point(process::Tracee& tracee, const std::vector<BusyRange>& busy,
-                                    std::chrono::milliseconds timeout) {
+                                    std::chrono::milliseconds timeout,
+                                    const std::vector<CodeUnwindTables>& code_tables) {
   const auto deadline = Clock::now() + timeout;
   auto backoff = std::chrono::duration_cast<Clock::duration>(kFirstBackoff);
-  Unwinder unwinder(tracee.pid());
+  Unwinder unwinder(tracee.pid(), code_tables);
   SafePointResult result;
 
   for (;;) {

@@ -43,8 +43,10 @@ using Symbolizer = std::function<std::string(RemoteAddr)>;
 
 // On success returns with every thread held (tracee.all_held()). On timeout
 // returns safe=false with the threads released. Throws Interrupted / TargetGone.
+// `code_tables`: code without an object whose frames may be on a stack (patches).
 SafePointResult wait_for_safe_point(process::Tracee& tracee, const std::vector<BusyRange>& busy,
-                                    std::chrono::milliseconds timeout);
+                                    std::chrono::milliseconds timeout,
+                                    const std::vector<CodeUnwindTables>& code_tables = {});
 
 // "thread 1234 (worker-3) is inside parse_request:\n    #0 parse_request+0x1f (server)\n    #1 ..."
 // Frames past #0 are symbolized at their return address minus one (the call).

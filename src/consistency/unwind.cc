@@ -53,6 +53,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <map>
 #include <optional>
 #include <string_view>
 #include <unordered_map>
@@ -60,6 +61,7 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "consistency/eh-frame-index.h"
 
 // libunwind exports its eh_frame_hdr search but no header declares it.
 extern "C" int UNW_OBJ(dwarf_search_unwind_table)(unw_addr_space_t as, unw_word_t ip, unw_dyn_info_t* di,
@@ -70,17 +72,10 @@ namespace {
 
 constexpr uint64_t kPageSize = 4096;
 
-// Pointer encodings of .eh_frame_hdr (LSB, "DWARF Extensions"), by their spec names.
-constexpr uint8_t DW_EH_PE_absptr = 0x00;
-constexpr uint8_t DW_EH_PE_udata2 = 0x02;
-constexpr uint8_t DW_EH_PE_udata4 = 0x03;
-constexpr uint8_t DW_EH_PE_udata8 = 0x04;
-constexpr uint8_t DW_EH_PE_sdata2 = 0x0a;
-constexpr uint8_t DW_EH_PE_sdata4 = 0x0b;
-constexpr uint8_t DW_EH_PE_sdata8 = 0x0c;
-constexpr uint8_t DW_EH_PE_pcrel = 0x10;
-constexpr uint8_t DW_EH_PE_datarel = 0x30;
-constexpr uint8_t DW_EH_PE_omit = 0xff;
+// Tables made for code without an object (Impl::made_table) are read by
+// libunwind at addresses from here: above user space, so no read of the
+// target's memory can ask for one.
+constexpr uint64_t kMadeTables = 0xfff0'0000'0000'0000ull;
 
 // One mapping of /proc/PID/maps.
 struct Mapping {
@@ -158,6 +153,7 @@ struct Unwinder::Impl {
   };
 
   pid_t pid;
+  std::vector<CodeUnwindTables> code_tables;
   int mem_fd = -1;
   unw_addr_space_t as = nullptr;
   void* upt = nullptr;  // libunwind-ptrace context, only for get_proc_name
@@ -168,6 +164,10 @@ struct Unwinder::Impl {
   const Page* last_page = nullptr;
   std::vector<ObjectTable> tables;
   std::optional<std::vector<Mapping>> maps;
+  // Search tables made here for code_tables, read by libunwind through
+  // access_mem at addresses no process can map (see made_table()).
+  std::map<uint64_t, std::vector<uint8_t>> made;
+  uint64_t next_made = kMadeTables;
 
   // The thread being unwound.
   user_regs_struct regs{};
@@ -177,7 +177,7 @@ struct Unwinder::Impl {
   bool frozen = false;
   bool missed = false;
 
-  explicit Impl(pid_t target) : pid(target) {}
+  Impl(pid_t target, std::vector<CodeUnwindTables> code) : pid(target), code_tables(std::move(code)) {}
 
   const std::vector<Mapping>& mappings() {
     // The process is held (or, between holds, loads nothing meanwhile): its
@@ -217,6 +217,7 @@ struct Unwinder::Impl {
   }
 
   bool read(uint64_t address, void* out, size_t size) {
+    if (address >= kMadeTables) return read_made(address, out, size);
     auto* to = static_cast<uint8_t*>(out);
     while (size > 0) {
       uint64_t page_address = address & ~(kPageSize - 1);
@@ -237,12 +238,24 @@ struct Unwinder::Impl {
     return read(address, &value, sizeof value);
   }
 
+  bool read_made(uint64_t address, void* out, size_t size) {
+    auto it = made.upper_bound(address);
+    if (it == made.begin()) return false;
+    --it;
+    uint64_t offset = address - it->first;
+    if (offset > it->second.size() || size > it->second.size() - offset) return false;
+    std::memcpy(out, it->second.data() + offset, size);
+    return true;
+  }
+
   void forget() {
     pages.clear();
     last_page_address = ~0ull;
     last_page = nullptr;
     tables.clear();
     maps.reset();
+    made.clear();
+    next_made = kMadeTables;
   }
 
   // Reads one pointer of .eh_frame_hdr encoded as `encoding` at *address, which
@@ -376,9 +389,57 @@ struct Unwinder::Impl {
     return object;
   }
 
+  // The table of code that no object describes: the FDEs of its .eh_frame
+  // lists, indexed (eh-frame-index.h) into the sorted pairs of an
+  // .eh_frame_hdr, relative to the first list, kept here and handed to
+  // libunwind at an address above any process's (kMadeTables). An FDE too far
+  // from that base for the pairs' 32 bits is left out (never seen: a patch's
+  // parts are one mapping).
+  ObjectTable made_table(const CodeUnwindTables& code) {
+    ObjectTable object;
+    object.start = code.code.start.value();
+    object.end = code.code.end().value();
+    if (code.eh_frames.empty()) return object;
+    const uint64_t base = code.eh_frames.front().value();
+    std::vector<std::pair<int32_t, int32_t>> pairs;
+    auto reader = [this](uint64_t address, void* out, size_t size) { return read(address, out, size); };
+    for (RemoteAddr list : code.eh_frames) {
+      std::vector<FdeEntry> entries;
+      try {
+        entries = index_eh_frame(reader, list.value());
+      } catch (const Error&) {
+        continue;  // unreadable: this list's frames stay unknown, as before there were any
+      }
+      for (const FdeEntry& e : entries) {
+        auto pc = static_cast<int64_t>(e.pc_begin - base), fde = static_cast<int64_t>(e.fde - base);
+        if (pc != static_cast<int32_t>(pc) || fde != static_cast<int32_t>(fde)) continue;
+        pairs.emplace_back(static_cast<int32_t>(pc), static_cast<int32_t>(fde));
+      }
+    }
+    if (pairs.empty()) return object;
+    std::sort(pairs.begin(), pairs.end());
+    std::vector<uint8_t> bytes(pairs.size() * 8);
+    for (size_t i = 0; i < pairs.size(); ++i) {
+      std::memcpy(bytes.data() + 8 * i, &pairs[i].first, 4);
+      std::memcpy(bytes.data() + 8 * i + 4, &pairs[i].second, 4);
+    }
+    object.has_table = true;
+    object.hdr = base;
+    object.table = next_made;
+    object.fde_count = pairs.size();
+    next_made += (bytes.size() + kPageSize) & ~(kPageSize - 1);
+    made.emplace(object.table, std::move(bytes));
+    return object;
+  }
+
   const ObjectTable* table_for(uint64_t ip) {
     for (const ObjectTable& t : tables)
       if (ip >= t.start && ip < t.end) return t.has_table ? &t : nullptr;
+    for (const CodeUnwindTables& code : code_tables)
+      if (code.code.contains(RemoteAddr(ip))) {
+        tables.push_back(made_table(code));
+        return tables.back().has_table ? &tables.back() : nullptr;
+      }
     for (const Mapping& m : mappings())
       if (ip >= m.start && ip < m.end) {
         if (!m.executable) return nullptr;
@@ -484,7 +545,8 @@ struct Unwinder::Impl {
   }
 };
 
-Unwinder::Unwinder(pid_t pid) : impl_(std::make_unique<Impl>(pid)) {
+Unwinder::Unwinder(pid_t pid, std::vector<CodeUnwindTables> code_tables)
+    : impl_(std::make_unique<Impl>(pid, std::move(code_tables))) {
   std::string path = fmt::format("/proc/{}/mem", pid);
   impl_->mem_fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (impl_->mem_fd < 0) {

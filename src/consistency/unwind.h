@@ -24,9 +24,19 @@ struct Backtrace {
   std::string problem;   // why it stopped early
 };
 
+// Code that no loaded object describes (a patch's code or its thunks, in a
+// mapping of suture's own), and the .eh_frame lists in the target that do
+// (consistency/eh-frame-index.h). Without them a backtrace could not be
+// followed past a frame of patch code, and would miss what lies beneath it: a
+// revert must see the frames of its patch under those of another.
+struct CodeUnwindTables {
+  RemoteRange code;
+  std::vector<RemoteAddr> eh_frames;
+};
+
 class Unwinder {
  public:
-  explicit Unwinder(pid_t pid);
+  explicit Unwinder(pid_t pid, std::vector<CodeUnwindTables> code_tables = {});
   ~Unwinder();
   Unwinder(const Unwinder&) = delete;
   // The thread must be held (ptrace-stopped) by this process; its registers are

@@ -221,11 +221,13 @@ Prepared prepare(process::Tracee& tracee, TargetModel& model, UndoLog& undo,
 
 // Zero-suspend: the entries change while the target runs.
 consistency::LiveSwitchReport switch_live(pid_t pid, const std::vector<Prepared>& prepared,
-                                          std::chrono::milliseconds timeout, pid_t helper, UndoLog& undo) {
+                                          std::chrono::milliseconds timeout, pid_t helper,
+                                          std::vector<consistency::CodeUnwindTables> code_tables, UndoLog& undo) {
   std::vector<consistency::EntryChange> changes;
   consistency::LiveSwitchOptions options;
   options.timeout = timeout;
   options.helper = helper;
+  options.code_tables = std::move(code_tables);
   for (const auto& p : prepared) {
     for (const auto& d : p.record.redirects)
       changes.push_back({d.name, d.site, d.original, d.jump, d.thunk.empty() ? d.destination : d.thunk.start});
@@ -325,6 +327,9 @@ ApplyReport apply(pid_t pid, const std::vector<PatchInput>& patches, const Apply
     check_interrupt();
     prepared.push_back(prepare(tracee, model, undo, regions, *input, object, sequence++));
   }
+  // The frames of every patch's code, the new ones' included, for our unwinder.
+  auto code_tables = code_unwind_tables(model.records());
+  for (const auto& p : prepared) add_code_unwind_tables(p.record, code_tables);
   std::map<uint64_t, std::string> sites;
   for (const auto& p : prepared)
     for (const auto& d : p.record.redirects)
@@ -353,6 +358,7 @@ ApplyReport apply(pid_t pid, const std::vector<PatchInput>& patches, const Apply
       name += (name.empty() ? "" : "+") + p.record.id;
     }
     in.name = name;
+    in.code_tables = code_tables;
     report.transition = run_safe_point_transition(tracee, model, undo, in);
     for (auto& p : prepared) {
       write_record_state(tracee.memory(), p.record, RecordState::active);
@@ -370,7 +376,7 @@ ApplyReport apply(pid_t pid, const std::vector<PatchInput>& patches, const Apply
   }
   if (options.mode == Mode::zero_suspend) {
     report.mode = Mode::zero_suspend;
-    report.live = switch_live(pid, prepared, options.timeout, tracee.helper(), undo);
+    report.live = switch_live(pid, prepared, options.timeout, tracee.helper(), code_tables, undo);
     report.live.helper = helper->tid();
     report.live.no_helper = helper->why_not();
     for (auto& p : prepared) {
@@ -390,7 +396,7 @@ ApplyReport apply(pid_t pid, const std::vector<PatchInput>& patches, const Apply
   // 4. stop the world at a safe point
   std::vector<consistency::BusyRange> busy;
   for (const auto& p : prepared) busy.insert(busy.end(), p.busy.begin(), p.busy.end());
-  auto safe = consistency::wait_for_safe_point(tracee, busy, options.timeout);
+  auto safe = consistency::wait_for_safe_point(tracee, busy, options.timeout, code_tables);
   report.attempts = safe.attempts;
   if (!safe.safe) fail("{}", model.describe_refusal(safe, options.timeout));
   report.threads = tracee.held_threads().size();

@@ -79,6 +79,8 @@ std::vector<uint8_t> encode_record(const PatchRecord& r) {
   }
   json imports = json::array();
   for (auto a : r.imports) imports.push_back(hex_addr(a));
+  json eh_frames = json::array();
+  for (auto a : r.eh_frames) eh_frames.push_back(hex_addr(a));
   json j = {{"sequence", r.sequence},         {"id", r.id},
             {"name", r.name},                 {"target_build_id", r.target_build_id},
             {"object", r.object_path},        {"applied_unix", r.applied_unix},
@@ -86,6 +88,7 @@ std::vector<uint8_t> encode_record(const PatchRecord& r) {
             {"rodata", range_json(r.rodata)}, {"data", range_json(r.data)},
             {"thunks", range_json(r.thunks)},
             {"redirects", redirects},         {"imports", imports},
+            {"eh_frames", eh_frames},
             {"unwind",
              {{"tables", hex_addr(r.unwind.tables)},
               {"object", hex_addr(r.unwind.object)},
@@ -142,6 +145,8 @@ PatchRecord decode_record(std::span<const uint8_t> bytes, std::string_view origi
       r.redirects.push_back(std::move(rr));
     }
     for (const auto& a : j.at("imports")) r.imports.push_back(parse_addr(a));
+    if (j.contains("eh_frames"))  // absent from records of older versions
+      for (const auto& a : j.at("eh_frames")) r.eh_frames.push_back(parse_addr(a));
     if (j.contains("unwind")) {  // absent from records of older versions: nothing registered
       const json& u = j.at("unwind");
       r.unwind = {parse_addr(u.at("tables")), parse_addr(u.at("object")), parse_addr(u.at("register")),
@@ -154,6 +159,18 @@ PatchRecord decode_record(std::span<const uint8_t> bytes, std::string_view origi
   }
   r.state = static_cast<RecordState>(state);
   return r;
+}
+
+void add_code_unwind_tables(const PatchRecord& record, std::vector<consistency::CodeUnwindTables>& out) {
+  if (record.eh_frames.empty()) return;
+  if (!record.text.empty()) out.push_back({record.text, record.eh_frames});
+  if (!record.thunks.empty()) out.push_back({record.thunks, record.eh_frames});
+}
+
+std::vector<consistency::CodeUnwindTables> code_unwind_tables(const std::vector<PatchRecord>& records) {
+  std::vector<consistency::CodeUnwindTables> out;
+  for (const auto& r : records) add_code_unwind_tables(r, out);
+  return out;
 }
 
 std::vector<PatchRecord> read_records(pid_t pid, const process::Memory& memory, std::vector<std::string>* problems) {

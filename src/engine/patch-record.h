@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "common/remote-addr.h"
+#include "consistency/unwind.h"
 #include "process/memory.h"
 
 namespace suture::engine {
@@ -76,11 +77,21 @@ struct PatchRecord {
   std::vector<RedirectRecord> redirects;
   std::vector<RemoteAddr> imports;  // target addresses the patch's code refers to
   UnwindRecord unwind;
+  // Where the .eh_frame lists of the patch's code and of its thunks start (each
+  // ends with a zero length word), registered with the target's unwinder or
+  // not: suture's own unwinder reads them to step through frames of the patch.
+  // Empty in records of older versions, and for code without unwind tables.
+  std::vector<RemoteAddr> eh_frames;
 
   RemoteAddr record_address() const { return region.start; }
   // Whether `address` is in code of this patch (its text or its thunks).
   bool runs(RemoteAddr address) const { return text.contains(address) || thunks.contains(address); }
 };
+
+// The patch's code and its thunks, each with the .eh_frame lists that describe
+// them, for suture's own unwinder; appended to `out`.
+void add_code_unwind_tables(const PatchRecord& record, std::vector<consistency::CodeUnwindTables>& out);
+std::vector<consistency::CodeUnwindTables> code_unwind_tables(const std::vector<PatchRecord>& records);
 
 // The record's bytes (header + JSON), not padded.
 std::vector<uint8_t> encode_record(const PatchRecord& record);

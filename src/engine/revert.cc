@@ -124,6 +124,7 @@ RevertReport revert_live(pid_t pid, process::Tracee& tracee, const TargetModel& 
   live.helper = tracee.helper();
   live.wait_clear = code_of(chosen);
   live.old_code = live.wait_clear;
+  live.code_tables = code_unwind_tables(model.records());
   tracee.release_all();
   if (changes.empty()) {
     // Only unfinished applies: nothing redirected; wait for nobody.
@@ -151,6 +152,7 @@ RevertReport revert_at_safe_point(pid_t pid, process::Tracee& tracee, TargetMode
   in.timeout = options.timeout;
   in.reverting = true;
   in.new_code = code_of(chosen);
+  in.code_tables = code_unwind_tables(model.records());
   std::optional<size_t> object;
   for (const auto* r : chosen) {
     for (size_t i = 0; i < model.objects().size(); ++i)
@@ -214,7 +216,7 @@ RevertReport revert(pid_t pid, const std::vector<std::string>& ids, const Revert
 
   // No thread may be running (or be about to return into) the code that goes away.
   auto busy = code_of(chosen);
-  auto safe = consistency::wait_for_safe_point(tracee, busy, options.timeout);
+  auto safe = consistency::wait_for_safe_point(tracee, busy, options.timeout, code_unwind_tables(records));
   report.attempts = safe.attempts;
   if (!safe.safe) fail("{}", model.describe_refusal(safe, options.timeout));
   report.threads = tracee.held_threads().size();

@@ -226,6 +226,7 @@ class Transition {
                                      const consistency::LiveSwitchOptions& options) {
     consistency::LiveSwitchOptions with_helper = options;
     with_helper.helper = tracee_.helper();
+    with_helper.code_tables = input_.code_tables;
     try {
       return consistency::switch_entries_live(pid_, changes, with_helper);
     } catch (const consistency::SteeredThreadsRemain&) {
@@ -237,7 +238,7 @@ class Transition {
   // 3. Returns the threads that neither marked themselves nor were found idle
   // before the timeout.
   std::vector<pid_t> watch(Clock::time_point started) {
-    consistency::Unwinder unwinder(pid_);
+    consistency::Unwinder unwinder(pid_, input_.code_tables);
     std::vector<consistency::BusyRange> in_request = input_.old_code;
     in_request.insert(in_request.end(), input_.new_code.begin(), input_.new_code.end());
     in_request.push_back({func_range_, input_.safe_point});

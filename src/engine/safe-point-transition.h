@@ -60,6 +60,7 @@ struct TransitionInput {
   std::string name;                              // for the transition memory's name
   std::chrono::milliseconds timeout{10'000};
   bool reverting = false;  // entries hold the redirects' jumps and go back to the originals
+  std::vector<consistency::CodeUnwindTables> code_tables;  // of every patch in the process
 };
 
 // Steps 1-4. On success every entry holds its redirect's jump (reverting: its

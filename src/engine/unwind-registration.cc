@@ -113,6 +113,7 @@ void plan_unwind_registration(const TargetModel& model, size_t object, const pat
     thunks.insert(thunks.end(), table.begin(), table.end());
     tables.push_back(at);
   }
+  record.eh_frames = tables;  // for suture's own unwinder, registered or not
   if (tables.empty()) return;
 
   const auto registrar = model.symbols().find("__register_frame_info_table", object);

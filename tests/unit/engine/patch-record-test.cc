@@ -127,6 +127,31 @@ TEST(PatchRecord, ARecordFromBeforeUnwindRegistrationReadsAsNoneRegistered) {
   EXPECT_TRUE(back.unwind.empty());
 }
 
+TEST(PatchRecord, KeepsTheEhFrameLists) {
+  PatchRecord r = sample();
+  r.eh_frames = {RemoteAddr(0x555500003040), RemoteAddr(0x555500006100)};
+  EXPECT_EQ(decode_record(encode_record(r), "test").eh_frames, r.eh_frames);
+}
+
+TEST(PatchRecord, ARecordFromBeforeEhFrameListsReadsAsNone) {
+  PatchRecord r = sample();
+  r.eh_frames = {RemoteAddr(0x555500003040)};
+  const auto bytes = encode_record(r);
+  std::string text(bytes.begin() + kRecordHeaderSize, bytes.end());
+  const std::string key = "\"eh_frames\":[\"0x0000555500003040\"],";
+  const size_t at = text.find(key);
+  ASSERT_NE(at, std::string::npos) << text;
+  text.erase(at, key.size());
+  std::vector<uint8_t> old(bytes.begin(), bytes.begin() + kRecordHeaderSize);
+  old.insert(old.end(), text.begin(), text.end());
+  const uint64_t length = text.size(), checksum = fnv1a(text);
+  std::memcpy(old.data() + 24, &length, 8);
+  std::memcpy(old.data() + 32, &checksum, 8);
+  const PatchRecord back = decode_record(old, "old");
+  EXPECT_EQ(back.id, r.id);
+  EXPECT_TRUE(back.eh_frames.empty());
+}
+
 TEST(PatchRecord, EveryTruncationIsAnError) {
   auto good = encode_record(sample());
   for (size_t n = 0; n < good.size(); ++n)
