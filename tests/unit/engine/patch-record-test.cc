@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -98,6 +99,18 @@ TEST(PatchRecord, RejectsDamage) {
   expect_error(std::vector<uint8_t>(good.begin(), good.end() - 3), "truncated");
 }
 
+// A record with `text` in place of its JSON, as an earlier version would have
+// written it: header of `bytes`, length and checksum made to fit.
+std::vector<uint8_t> with_text(const std::vector<uint8_t>& bytes, const std::string& text) {
+  std::vector<uint8_t> out(kRecordHeaderSize + text.size());
+  std::copy(bytes.begin(), bytes.begin() + kRecordHeaderSize, out.begin());
+  std::copy(text.begin(), text.end(), out.begin() + kRecordHeaderSize);
+  const uint64_t length = text.size(), checksum = fnv1a(text);
+  std::memcpy(out.data() + 24, &length, 8);
+  std::memcpy(out.data() + 32, &checksum, 8);
+  return out;
+}
+
 TEST(PatchRecord, KeepsTheUnwindRegistration) {
   PatchRecord r = sample();
   r.unwind = {RemoteAddr(0x555500004080), RemoteAddr(0x555500004000), RemoteAddr(0x7ffff7b18c10),
@@ -116,13 +129,7 @@ TEST(PatchRecord, ARecordFromBeforeUnwindRegistrationReadsAsNoneRegistered) {
   std::string text(bytes.begin() + kRecordHeaderSize, bytes.end());
   const size_t at = text.find(",\"unwind\":");
   ASSERT_NE(at, std::string::npos);
-  text = text.substr(0, at) + "}";
-  std::vector<uint8_t> old(bytes.begin(), bytes.begin() + kRecordHeaderSize);
-  old.insert(old.end(), text.begin(), text.end());
-  const uint64_t length = text.size(), checksum = fnv1a(text);
-  std::memcpy(old.data() + 24, &length, 8);
-  std::memcpy(old.data() + 32, &checksum, 8);
-  const PatchRecord back = decode_record(old, "old");
+  const PatchRecord back = decode_record(with_text(bytes, text.substr(0, at) + "}"), "old");
   EXPECT_EQ(back.id, sample().id);
   EXPECT_TRUE(back.unwind.empty());
 }
@@ -142,12 +149,7 @@ TEST(PatchRecord, ARecordFromBeforeEhFrameListsReadsAsNone) {
   const size_t at = text.find(key);
   ASSERT_NE(at, std::string::npos) << text;
   text.erase(at, key.size());
-  std::vector<uint8_t> old(bytes.begin(), bytes.begin() + kRecordHeaderSize);
-  old.insert(old.end(), text.begin(), text.end());
-  const uint64_t length = text.size(), checksum = fnv1a(text);
-  std::memcpy(old.data() + 24, &length, 8);
-  std::memcpy(old.data() + 32, &checksum, 8);
-  const PatchRecord back = decode_record(old, "old");
+  const PatchRecord back = decode_record(with_text(bytes, text), "old");
   EXPECT_EQ(back.id, r.id);
   EXPECT_TRUE(back.eh_frames.empty());
 }

@@ -18,15 +18,22 @@ using namespace std::chrono_literals;
 using testing::FixtureProcess;
 using testing::thread_named;
 
+// The fixture's reader-0 once it is blocked in read() on its empty pipe; 0 if
+// it never is.
+pid_t blocked_reader(FixtureProcess& fixture) {
+  pid_t reader = thread_named(fixture.pid(), "reader-0");
+  if (reader == 0) return 0;
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (!blocked_view(fixture.pid(), reader) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(1ms);
+  return blocked_view(fixture.pid(), reader) ? reader : 0;
+}
+
 // A thread blocked in read() is put on a CPU again only when its data comes.
 TEST(ProcFiles, TimesScheduledMovesOnlyWhenTheThreadRuns) {
   FixtureProcess fixture(FIXTURE_PATH);
-  pid_t reader = thread_named(fixture.pid(), "reader-0");
+  pid_t reader = blocked_reader(fixture);
   ASSERT_NE(reader, 0);
-  auto blocked = [&] { return blocked_view(fixture.pid(), reader).has_value(); };
-  auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (!blocked() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
-  ASSERT_TRUE(blocked());
 
   auto before = times_scheduled(fixture.pid(), reader);
   ASSERT_TRUE(before.has_value());
@@ -57,12 +64,8 @@ TEST(ProcFiles, SchedStatReadsItsThreeCounts) {
 // ran meanwhile), and nothing once its thread is gone.
 TEST(ProcFiles, SchedStatFileFollowsItsThreadUntilItIsGone) {
   FixtureProcess fixture(FIXTURE_PATH);
-  pid_t reader = thread_named(fixture.pid(), "reader-0");
+  pid_t reader = blocked_reader(fixture);
   ASSERT_NE(reader, 0);
-  auto blocked = [&] { return blocked_view(fixture.pid(), reader).has_value(); };
-  auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (!blocked() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
-  ASSERT_TRUE(blocked());
 
   SchedStatFile file(fixture.pid(), reader);
   auto before = file.read();
