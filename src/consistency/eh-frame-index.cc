@@ -22,7 +22,6 @@ class Record {
  public:
   Record(std::vector<uint8_t> bytes, uint64_t address) : bytes_(std::move(bytes)), address_(address) {}
   uint64_t address_of(size_t at) const { return address_ + at; }
-  size_t size() const { return bytes_.size(); }
 
   template <typename T>
   T fixed(size_t& at) const {
@@ -41,16 +40,16 @@ class Record {
     }
   }
   int64_t sleb(size_t& at) const {
-    int64_t value = 0;
+    uint64_t value = 0;
     int shift = 0;
     uint8_t byte;
     do {
       byte = fixed<uint8_t>(at);
-      if (shift < 64) value |= static_cast<int64_t>(byte & 0x7f) << shift;
+      if (shift < 64) value |= static_cast<uint64_t>(byte & 0x7f) << shift;
       shift += 7;
     } while (byte & 0x80);
-    if (shift < 64 && (byte & 0x40)) value |= -(int64_t{1} << shift);
-    return value;
+    if (shift < 64 && (byte & 0x40)) value |= ~uint64_t{0} << shift;  // sign-extend
+    return static_cast<int64_t>(value);
   }
   std::string string(size_t& at) const {
     std::string text;
