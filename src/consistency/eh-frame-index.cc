@@ -58,24 +58,12 @@ class Record {
   }
   // A pointer encoded as `encoding`; `range`: a length, to which no base applies.
   uint64_t pointer(size_t& at, uint8_t encoding, bool range = false) const {
-    uint64_t field = address_of(at);
-    uint64_t value;
-    switch (encoding & 0x0f) {
-      case DW_EH_PE_absptr: value = fixed<uint64_t>(at); break;
-      case DW_EH_PE_udata2: value = fixed<uint16_t>(at); break;
-      case DW_EH_PE_udata4: value = fixed<uint32_t>(at); break;
-      case DW_EH_PE_udata8: value = fixed<uint64_t>(at); break;
-      case DW_EH_PE_sdata2: value = static_cast<uint64_t>(static_cast<int64_t>(fixed<int16_t>(at))); break;
-      case DW_EH_PE_sdata4: value = static_cast<uint64_t>(static_cast<int64_t>(fixed<int32_t>(at))); break;
-      case DW_EH_PE_sdata8: value = fixed<uint64_t>(at); break;
-      default: throw BadRecord{fmt::format("pointer encoding {:#x} not supported", encoding)};
-    }
-    if (range) return value;
-    switch (encoding & 0x70) {
-      case 0: return value;
-      case DW_EH_PE_pcrel: return field + value;
-      default: throw BadRecord{fmt::format("pointer encoding {:#x} not supported", encoding)};
-    }
+    if (range) encoding &= 0x0f;
+    if (eh_pointer_size(encoding) == 0) throw BadRecord{fmt::format("pointer encoding {:#x} not supported", encoding)};
+    need(at, eh_pointer_size(encoding));
+    auto value = decode_eh_pointer(bytes_, at, address_, encoding);
+    if (!value) throw BadRecord{fmt::format("pointer encoding {:#x} not supported", encoding)};
+    return *value;
   }
 
  private:
@@ -192,6 +180,44 @@ class Indexer {
 };
 
 }  // namespace
+
+size_t eh_pointer_size(uint8_t encoding) {
+  switch (encoding & 0x0f) {
+    case DW_EH_PE_absptr:
+    case DW_EH_PE_udata8:
+    case DW_EH_PE_sdata8: return 8;
+    case DW_EH_PE_udata4:
+    case DW_EH_PE_sdata4: return 4;
+    case DW_EH_PE_udata2:
+    case DW_EH_PE_sdata2: return 2;
+    default: return 0;
+  }
+}
+
+std::optional<uint64_t> decode_eh_pointer(std::span<const uint8_t> bytes, size_t& at, uint64_t address,
+                                          uint8_t encoding, std::optional<uint64_t> datarel) {
+  const size_t size = eh_pointer_size(encoding);
+  if (size == 0 || at > bytes.size() || bytes.size() - at < size) return std::nullopt;
+  const uint64_t field = address + at;
+  uint64_t raw = 0;
+  std::memcpy(&raw, bytes.data() + at, size);  // little-endian: the low bytes
+  if (size < 8 && (encoding & 0x08)) {          // sdata2/4: sign-extend
+    const uint64_t sign = uint64_t{1} << (8 * size - 1);
+    raw = (raw ^ sign) - sign;
+  }
+  uint64_t value;
+  switch (encoding & 0x70) {
+    case 0: value = raw; break;
+    case DW_EH_PE_pcrel: value = field + raw; break;
+    case DW_EH_PE_datarel:
+      if (!datarel) return std::nullopt;
+      value = *datarel + raw;
+      break;
+    default: return std::nullopt;
+  }
+  at += size;
+  return value;
+}
 
 std::vector<FdeEntry> index_eh_frame(const MemoryReader& read, uint64_t eh_frame, size_t limit) {
   return Indexer(read, eh_frame, limit).run();

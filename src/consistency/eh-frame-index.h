@@ -8,6 +8,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
+#include <span>
 #include <vector>
 
 namespace suture::consistency {
@@ -25,6 +27,17 @@ constexpr uint8_t DW_EH_PE_sdata8 = 0x0c;
 constexpr uint8_t DW_EH_PE_pcrel = 0x10;
 constexpr uint8_t DW_EH_PE_datarel = 0x30;
 constexpr uint8_t DW_EH_PE_omit = 0xff;
+
+// The size of a pointer encoded as `encoding` in one of its fixed-size forms
+// (absptr, [us]data2/4/8); 0 for any other form.
+size_t eh_pointer_size(uint8_t encoding);
+
+// Decodes the pointer encoded as `encoding` at `bytes[at]`, advancing `at`;
+// `address` is where bytes[0] lies in the target. Absolute, pc-relative and,
+// given `datarel`, data-relative values; nullopt for other forms or bytes that
+// end too soon.
+std::optional<uint64_t> decode_eh_pointer(std::span<const uint8_t> bytes, size_t& at, uint64_t address,
+                                          uint8_t encoding, std::optional<uint64_t> datarel = std::nullopt);
 
 // One FDE: the code [pc_begin, pc_end) it describes, and where it starts.
 struct FdeEntry {

@@ -55,6 +55,7 @@
 #include <cstring>
 #include <map>
 #include <optional>
+#include <span>
 #include <string_view>
 #include <unordered_map>
 
@@ -259,58 +260,15 @@ struct Unwinder::Impl {
   }
 
   // Reads one pointer of .eh_frame_hdr encoded as `encoding` at *address, which
-  // it advances. Only the fixed-size forms that linkers emit there are handled.
+  // it advances (eh-frame-index.h: the fixed-size forms linkers emit there).
   bool read_encoded(uint64_t& address, uint8_t encoding, uint64_t hdr, uint64_t& value) {
-    uint64_t at = address;
-    uint64_t raw = 0;
-    switch (encoding & 0x0f) {
-      case DW_EH_PE_absptr:
-      case DW_EH_PE_udata8:
-      case DW_EH_PE_sdata8: {
-        uint64_t v;
-        if (!read_value(address, v)) return false;
-        raw = v;
-        address += 8;
-        break;
-      }
-      case DW_EH_PE_udata4: {
-        uint32_t v;
-        if (!read_value(address, v)) return false;
-        raw = v;
-        address += 4;
-        break;
-      }
-      case DW_EH_PE_sdata4: {
-        int32_t v;
-        if (!read_value(address, v)) return false;
-        raw = static_cast<uint64_t>(static_cast<int64_t>(v));
-        address += 4;
-        break;
-      }
-      case DW_EH_PE_udata2: {
-        uint16_t v;
-        if (!read_value(address, v)) return false;
-        raw = v;
-        address += 2;
-        break;
-      }
-      case DW_EH_PE_sdata2: {
-        int16_t v;
-        if (!read_value(address, v)) return false;
-        raw = static_cast<uint64_t>(static_cast<int64_t>(v));
-        address += 2;
-        break;
-      }
-      default:
-        return false;
-    }
-    switch (encoding & 0x70) {
-      case 0: break;
-      case DW_EH_PE_pcrel: raw += at; break;
-      case DW_EH_PE_datarel: raw += hdr; break;
-      default: return false;
-    }
-    value = raw;
+    std::array<uint8_t, 8> bytes{};
+    size_t size = eh_pointer_size(encoding), at = 0;
+    if (size == 0 || !read(address, bytes.data(), size)) return false;
+    auto decoded = decode_eh_pointer(std::span<const uint8_t>(bytes.data(), size), at, address, encoding, hdr);
+    if (!decoded) return false;
+    address += size;
+    value = *decoded;
     return true;
   }
 

@@ -74,6 +74,25 @@ TEST(EhFrameIndex, AgreesWithTheLinkersTable) {
                           [&](const FdeEntry& e) { return here >= e.pc_begin && here < e.pc_end; }));
 }
 
+TEST(EhFrameIndex, DecodesEachFixedSizeForm) {
+  const std::vector<uint8_t> bytes = {0xfe, 0xff, 0xff, 0xff, 0x10, 0x00, 0xfc, 0xff, 1, 2, 3, 4, 5, 6, 7, 8};
+  size_t at = 0;
+  EXPECT_EQ(decode_eh_pointer(bytes, at, 0x1000, DW_EH_PE_sdata4), uint64_t(-2));
+  EXPECT_EQ(at, 4u);
+  EXPECT_EQ(decode_eh_pointer(bytes, at, 0x1000, DW_EH_PE_udata2), 0x10u);
+  EXPECT_EQ(decode_eh_pointer(bytes, at, 0x1000, DW_EH_PE_pcrel | DW_EH_PE_sdata2), 0x1006u - 4);
+  EXPECT_EQ(decode_eh_pointer(bytes, at, 0x1000, DW_EH_PE_absptr), 0x0807060504030201u);
+  EXPECT_EQ(at, 16u);
+  at = 0;
+  EXPECT_EQ(decode_eh_pointer(bytes, at, 0, DW_EH_PE_datarel | DW_EH_PE_sdata4, 0x5000), 0x5000u - 2);
+  at = 0;
+  EXPECT_FALSE(decode_eh_pointer(bytes, at, 0, DW_EH_PE_datarel | DW_EH_PE_sdata4).has_value());  // no base
+  EXPECT_FALSE(decode_eh_pointer(bytes, at, 0, 0x01 /* uleb128 */).has_value());
+  at = 12;
+  EXPECT_FALSE(decode_eh_pointer(bytes, at, 0, DW_EH_PE_udata8).has_value());  // 4 bytes left
+  EXPECT_EQ(at, 12u);
+}
+
 // A CIE ("zR", FDE pointers pcrel|sdata4) and one FDE, then `tail`.
 std::vector<uint8_t> small_list(std::vector<uint8_t> tail = {0, 0, 0, 0}) {
   std::vector<uint8_t> cie = {0, 0, 0, 0,  // id: a CIE
