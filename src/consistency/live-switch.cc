@@ -96,22 +96,18 @@ bool sigtrap_pending(pid_t pid, pid_t tid) {
 
 // Suture's second thread during a switch: runs one job at a time for the
 // controller and wakes it (Tracee::poll_waker) when a job is done. It runs at
-// the controller's priority, set before it ever runs a job: on another CPU
-// both go on at once; on the same CPU neither preempts the other, and a trap
-// waits at most for the one job, as if the controller did it. Below the
-// controller, or at the priority it starts with (suture's own, which the
-// raised controller does not pass on), it starved on a CPU that the controller
-// and a real-time target kept busy, and the longer an unwind took the more
-// calls trapped (seen: switches of 0.2-0.8 s with thousands of calls trapped,
-// memcached under SCHED_FIFO with suture on its CPU).
+// the priority suture started with, as the controller does between stops:
+// unwinding is suture's own work, behind the service. The controller sleeps
+// raised in poll() meanwhile, so a trap preempts the job on the same CPU and
+// waits for no unwind. The priority is set, not inherited: made while the
+// controller is raised (SCHED_RESET_ON_FORK), it would fall to SCHED_OTHER,
+// and a worker there starved under a real-time target (seen: switches of
+// 0.2-0.8 s with thousands of calls trapped).
 class UnwindWorker {
  public:
-  UnwindWorker(std::function<void()> wake, int priority) : wake_(std::move(wake)), thread_([this] { loop(); }) {
-    if (priority > 0) {
-      sched_param param{};
-      param.sched_priority = priority;
-      pthread_setschedparam(thread_.native_handle(), SCHED_FIFO, &param);
-    }
+  UnwindWorker(std::function<void()> wake, const process::Scheduling& scheduling)
+      : wake_(std::move(wake)), thread_([this] { loop(); }) {
+    pthread_setschedparam(thread_.native_handle(), scheduling.policy, &scheduling.param);
   }
   UnwindWorker(const UnwindWorker&) = delete;
   ~UnwindWorker() {
@@ -173,13 +169,13 @@ class Switch {
 
     look_before_int3();
     // From the first int3 until we let go, a thread may trap at any moment and
-    // wait for us: we stay above it (asleep while nobody traps).
-    struct Raised {
+    // wait for us.
+    struct ExpectingTraps {
       process::Tracee& tracee;
-      ~Raised() { tracee.stay_raised(false); }
-    } raised{tracee_};
-    tracee_.stay_raised(true);
-    worker_.emplace(tracee_.poll_waker(), tracee_.raised_priority());
+      ~ExpectingTraps() { tracee.expect_traps(false); }
+    } expecting{tracee_};
+    worker_.emplace(tracee_.poll_waker(), tracee_.unraised_scheduling());
+    tracee_.expect_traps(true);
     auto started = Clock::now();
     try {
       // 1. every entry traps

@@ -1,15 +1,16 @@
 #include "process/scheduling-boost.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 
 #include "process/proc-files.h"
 
 namespace suture::process {
 
-void SchedulingBoost::raise() {
-  if (active_ || refused_) return;
+int SchedulingBoost::wanted() const {
   // The target's threads now: one above the highest real-time one. Read at each
-  // raise, since the target may change its own priorities.
+  // raise without a plan, since the target may change its own priorities.
   int highest = 0;
   for (pid_t tid : list_threads(target_)) {
     int policy = sched_getscheduler(tid);
@@ -19,9 +20,70 @@ void SchedulingBoost::raise() {
   }
   // Two above: a target thread running a function for us goes one above its
   // fellows (run_priority()), and we stay above it, to take it back at a timeout.
-  int wanted = std::min(highest + 2, sched_get_priority_max(SCHED_FIFO));
-  saved_policy_ = sched_getscheduler(0);
-  if (saved_policy_ < 0 || sched_getparam(0, &saved_param_) != 0) {
+  return std::min(highest + 2, sched_get_priority_max(SCHED_FIFO));
+}
+
+SchedulingBoost::SchedulingBoost(pid_t target) : target_(target), thread_(gettid()) {}
+
+void SchedulingBoost::boost_thread(pid_t tid) {
+  std::lock_guard lock(mutex_);
+  thread_ = tid;
+}
+
+bool SchedulingBoost::active() const {
+  std::lock_guard lock(mutex_);
+  return active_;
+}
+
+Scheduling SchedulingBoost::unraised() const {
+  std::lock_guard lock(mutex_);
+  if (active_) return {saved_policy_ & ~SCHED_RESET_ON_FORK, saved_param_};
+  Scheduling now;
+  int policy = sched_getscheduler(thread_);
+  if (policy >= 0 && sched_getparam(thread_, &now.param) == 0) now.policy = policy & ~SCHED_RESET_ON_FORK;
+  return now;
+}
+
+void SchedulingBoost::plan() {
+  int priority = wanted();
+  std::lock_guard lock(mutex_);
+  planned_ = priority;
+}
+
+void SchedulingBoost::forget_plan() {
+  std::lock_guard lock(mutex_);
+  planned_.reset();
+}
+
+int SchedulingBoost::priority() {
+  std::unique_lock lock(mutex_);
+  if (refused_) return 0;
+  if (planned_) return *planned_;
+  lock.unlock();
+  return wanted();
+}
+
+int SchedulingBoost::run_priority() const {
+  std::lock_guard lock(mutex_);
+  if (refused_) return 0;
+  int priority = active_ ? priority_ : planned_.value_or(0);
+  return priority > 1 ? priority - 1 : 0;
+}
+
+void SchedulingBoost::raise() {
+  std::unique_lock lock(mutex_);
+  if (active_ || refused_) return;
+  int wanted = 0;
+  if (planned_) {
+    wanted = *planned_;
+  } else {
+    lock.unlock();  // reads /proc: not under the lock
+    wanted = this->wanted();
+    lock.lock();
+    if (active_ || refused_) return;
+  }
+  saved_policy_ = sched_getscheduler(thread_);
+  if (saved_policy_ < 0 || sched_getparam(thread_, &saved_param_) != 0) {
     refused_ = true;
     return;
   }
@@ -32,7 +94,7 @@ void SchedulingBoost::raise() {
   }
   sched_param param{};
   param.sched_priority = wanted;
-  if (sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &param) != 0) {
+  if (sched_setscheduler(thread_, SCHED_FIFO | SCHED_RESET_ON_FORK, &param) != 0) {
     refused_ = true;  // no CAP_SYS_NICE (or an RLIMIT_RTPRIO of 0): run as we are
     return;
   }
@@ -41,8 +103,9 @@ void SchedulingBoost::raise() {
 }
 
 void SchedulingBoost::lower() {
+  std::lock_guard lock(mutex_);
   if (!active_) return;
-  sched_setscheduler(0, saved_policy_, &saved_param_);
+  sched_setscheduler(thread_, saved_policy_, &saved_param_);
   active_ = false;
 }
 

@@ -1,53 +1,81 @@
-// Suture's controller thread above the target while it holds one of the
-// target's threads.
+// Suture's controller thread above the target while one of the target's
+// threads waits for it.
 //
 // A hold lasts as long as suture takes to let go, and suture competes for the
 // CPU with the very process it holds a thread of: on a loaded two-core machine
 // a hold of a few system calls' worth of work measured milliseconds, spent
 // waiting for a timeslice. While a thread of the target is stopped by us (held,
-// or stepped through a system call), and from the first int3 of a live switch
-// until it lets go (Tracee::stay_raised), the controller thread runs
-// SCHED_FIFO two priorities above the highest of the target's threads (2 if
-// none is real-time), so it runs the moment it can: priority inheritance, by
-// hand. Otherwise (reading ELF files, linking) it runs as it was started,
-// never ahead of the service. While raised it sleeps until a thread stops
-// (sigtimedwait on SIGCHLD): a first version that stayed raised for a whole
-// live switch polled every 10 us and delayed a server's own threads by
-// milliseconds. Without CAP_SYS_NICE nothing changes and active() stays false.
+// or stepped through a system call), and while the controller sleeps waiting
+// for stops that may come at any moment (Tracee::poll: a trap mid-switch), it
+// runs SCHED_FIFO two priorities above the highest of the target's threads (2
+// if none is real-time), so it runs the moment it can: priority inheritance,
+// by hand. Otherwise (reading ELF files, linking, writing bytes, unwinding a
+// thread that runs on) it runs as it was started, never ahead of the service.
+// A first version stayed raised from the first int3 of a live switch to its
+// end, busy or not: Redis on the same CPU then stalled 0.6-1.4 ms in most
+// switches, behind suture's own work. Without CAP_SYS_NICE nothing changes and
+// active() stays false.
 #pragma once
 
 #include <sched.h>
 #include <sys/types.h>
 
+#include <mutex>
 #include <optional>
 
 namespace suture::process {
 
+// A thread's scheduling policy (without SCHED_RESET_ON_FORK) and parameters.
+struct Scheduling {
+  int policy = SCHED_OTHER;
+  sched_param param{};
+};
+
 class SchedulingBoost {
  public:
-  explicit SchedulingBoost(pid_t target) : target_(target) {}
+  // Boosts the thread that makes it (the one that traces) until
+  // boost_thread() names another.
+  explicit SchedulingBoost(pid_t target);
   SchedulingBoost(const SchedulingBoost&) = delete;
   SchedulingBoost& operator=(const SchedulingBoost&) = delete;
   ~SchedulingBoost() { lower(); }
 
-  // Idempotent; must be called from the thread to boost (the one that traces).
+  void boost_thread(pid_t tid);
+  // Idempotent. Any thread of suture may call raise() (a StopWatcher raises
+  // the controller while it works and a stop comes); lower() is for the
+  // boosted thread.
   void raise();
   void lower();
-  bool active() const { return active_; }
-  // The SCHED_FIFO priority used when active, 0 before the first raise() or
-  // when not permitted.
-  int priority() const { return priority_; }
+  bool active() const;
+  // The boosted thread's scheduling when not raised: what suture was started
+  // with, for a thread of suture's own that works at that priority.
+  Scheduling unraised() const;
+  // Works out the priority to raise to from the target's threads now and keeps
+  // it until forget_plan(): raise() otherwise reads every thread's scheduling
+  // (two system calls a thread), and a live switch raises and lowers around
+  // every wait for a stop.
+  void plan();
+  void forget_plan();
+  // The priority raise() goes to: planned, else worked out now; 0 when we may
+  // not raise at all.
+  int priority();
   // For a target thread that runs code for us (a system call, a function)
   // while we wait: above the target's other threads, below us (a function may
   // spin; at our own priority it could keep us from ever taking it back, as a
-  // first version did in a test). 0: leave it as it is.
-  int run_priority() const { return active_ && priority_ > 1 ? priority_ - 1 : 0; }
+  // first version did in a test). While raised, or planned (we rise the
+  // moment it stops). 0: leave it as it is.
+  int run_priority() const;
 
  private:
+  int wanted() const;
+
   pid_t target_;
+  pid_t thread_;
+  mutable std::mutex mutex_;
   bool active_ = false;
-  bool refused_ = false;  // EPERM once: never try again
-  int priority_ = 0;
+  bool refused_ = false;            // EPERM once: never try again
+  int priority_ = 0;                // while active
+  std::optional<int> planned_;      // plan()
   int saved_policy_ = SCHED_OTHER;
   sched_param saved_param_{};
 };

@@ -78,6 +78,7 @@
 #include "process/maps.h"
 #include "process/proc-files.h"
 #include "process/scheduling-boost.h"
+#include "process/stop-watcher.h"
 
 namespace suture::process {
 namespace {
@@ -215,7 +216,6 @@ struct Tracee::Impl {
   bool attached_running = false;  // see Tracee::attach_running()
   std::function<bool(Tracee::Trap&)> trap_handler;
   pid_t worker = 0;  // the thread from hold_one()
-  bool stay_raised = false;  // Tracee::stay_raised()
   pid_t controller = 0;      // the thread that called attach_running()
   sigset_t child_signal{};   // {SIGCHLD}
   // Set by poll_waker(): ends the controller's poll() with nothing handled.
@@ -223,12 +223,13 @@ struct Tracee::Impl {
   // When we last looked for stops of attached threads and found none.
   Clock::time_point quiet_since{};
   pid_t helper = 0;  // suture's own thread (Tracee::set_helper)
-  std::optional<ScopedRunBoost> helper_raised;  // while stay_raised
+  std::optional<ScopedRunBoost> helper_raised;  // while expect_traps
   std::optional<RemoteAddr> syscall_insn;
   std::optional<RemoteAddr> trap_insn;
   std::optional<bool> sigtrap_ignored;
   std::chrono::nanoseconds longest{0};
   SchedulingBoost boost;  // raised while a thread of the target waits for us
+  std::optional<StopWatcher> watcher;  // while expect_traps; ends before boost
 
   Impl(pid_t p, Memory m) : pid(p), memory(std::move(m)), boost(p) {}
 
@@ -525,10 +526,12 @@ struct Tracee::Impl {
   // and so waits for us (scheduling-boost.h): not while we unwind a thread
   // that runs on, or read files.
   void lower_boost_if_idle() noexcept {
-    if (stay_raised) return;
     for (auto& [tid, t] : threads)
       if (t.stopped) return;
-    boost.lower();
+    // Attached to running threads, a stop not taken yet waits for us too; its
+    // SIGCHLD may be gone (taken by a sleep that ended for poll_waker()), and
+    // the StopWatcher, which wakes for SIGCHLD, would not raise us for it.
+    if (boost.active() && !(attached_running && a_status_is_pending())) boost.lower();
   }
 
   void release_all() noexcept {
@@ -704,6 +707,7 @@ struct Tracee::Impl {
     if (!threads.empty()) fail("internal: attach_running() while threads are held");
     attached_running = true;
     controller = gettid();
+    boost.boost_thread(controller);
     quiet_since = Clock::now();  // no stop of ours can be older
     // Stops are waited for with sigtimedwait(SIGCHLD) (sleep_until_a_stop()).
     sigemptyset(&child_signal);
@@ -791,21 +795,27 @@ struct Tracee::Impl {
   size_t poll(std::chrono::microseconds wait) {
     auto deadline = Clock::now() + wait;
     // Waiting for traps: a trapped thread waits for us to wake. Sleeping at a
-    // high priority costs the target nothing.
-    struct Raised {
+    // high priority costs the target nothing. We lower ourselves on the way
+    // out if this round found no stop: while stops keep coming (threads that
+    // call a switched function without pause), we stay raised for the work
+    // up to the next round, which otherwise the StopWatcher raised us for
+    // again at every stop, costing each a few system calls and wake-ups.
+    struct Lower {
       Impl& impl;
       bool on;
-      ~Raised() {
-        if (on) impl.lower_boost_if_idle();
+      size_t handled = 0;
+      ~Lower() {
+        if (on && handled == 0) impl.lower_boost_if_idle();
       }
-    } raised{*this, wait.count() > 0 && attached_running};
-    if (raised.on) boost.raise();
+    } lower{*this, attached_running};
+    if (wait.count() > 0 && attached_running) boost.raise();
     for (;;) {
       if (wait.count() > 0) drop_stale_wakeups();
       bool no_children = false;
       auto stops = take_pending_stops(0, &no_children);
       if (!stops.empty()) {
         handle_running_stops(stops);
+        lower.handled = stops.size();
         return stops.size();
       }
       if (no_children && !process_alive(pid)) throw TargetGone(fmt::format("process {} exited", pid));
@@ -1526,17 +1536,19 @@ std::function<void()> Tracee::poll_waker() const {
   };
 }
 
-int Tracee::raised_priority() const { return impl_->boost.active() ? impl_->boost.priority() : 0; }
+Scheduling Tracee::unraised_scheduling() const { return impl_->boost.unraised(); }
 
-void Tracee::stay_raised(bool on) {
-  impl_->stay_raised = on;
+void Tracee::expect_traps(bool on) {
   if (on) {
-    impl_->boost.raise();
+    if (!impl_->attached_running) fail("internal: Tracee::expect_traps() needs attach_running()");
+    impl_->boost.plan();
     if (impl_->helper != 0 && !impl_->helper_raised)
       impl_->helper_raised.emplace(impl_->helper, impl_->boost.run_priority());
+    if (!impl_->watcher) impl_->watcher.emplace(impl_->boost, impl_->controller, impl_->boost.priority());
   } else {
+    impl_->watcher.reset();
     impl_->helper_raised.reset();
-    impl_->lower_boost_if_idle();
+    impl_->boost.forget_plan();
   }
 }
 

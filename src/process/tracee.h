@@ -24,6 +24,7 @@
 
 #include "common/remote-addr.h"
 #include "process/memory.h"
+#include "process/scheduling-boost.h"
 
 namespace suture::process {
 
@@ -131,18 +132,21 @@ class Tracee {
   // Something another thread of suture may call to end a poll() of the
   // controller early, with nothing handled (work it waits for is done).
   std::function<void()> poll_waker() const;
-  // While on, suture's controller keeps the priority it takes above the
-  // target's threads (process/scheduling-boost.h) even when no thread is
-  // stopped: for the span in which a thread may trap at any moment and waits
-  // for it. poll() sleeps until a stop, so this costs the target nothing while
-  // no thread traps. The helper (set_helper) is raised with it, just below the
-  // controller: blocked in pause() it costs nothing, and at its own priority
-  // it took milliseconds to answer an interrupt behind the target's busy
-  // threads, while every call of a function being switched trapped.
-  void stay_raised(bool on);
-  // The SCHED_FIFO priority the controller runs at while raised, 0 when it
-  // is not: for a thread of suture's own that works for it.
-  int raised_priority() const;
+  // For the span in which a thread may trap at any moment (a live switch):
+  // the priority suture's controller rises to (process/scheduling-boost.h) is
+  // worked out once, from the target's threads now, and the helper
+  // (set_helper) is raised just below it: blocked in pause() it costs nothing,
+  // and at its own priority it took milliseconds to answer an interrupt
+  // behind the target's busy threads, while every call of a function being
+  // switched trapped. The controller itself is raised only while a thread
+  // waits for it: asleep in poll(), holding a thread, or raised by a
+  // StopWatcher (process/stop-watcher.h) when a stop comes while it works. Its
+  // own work runs at the priority suture started with, behind the service.
+  // Needs attach_running().
+  void expect_traps(bool on);
+  // The controller's scheduling when not raised (the priority suture was
+  // started with), for a thread of suture's own that works for it.
+  Scheduling unraised_scheduling() const;
   // Executes one instruction of a held thread; returns its registers after it.
   user_regs_struct step(pid_t tid);
 

@@ -2,6 +2,7 @@
 // judged by what the process itself reports afterwards.
 #include "process/tracee.h"
 
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -608,6 +609,86 @@ TEST(Tracee, PollServesEachThreadOnceARound) {
   EXPECT_LE(most, threads) << "one poll(0) served " << most << " stops of " << threads << " threads in " << polls
                            << " polls";
   EXPECT_GT(fixture.status()["usr1"], 0);
+  expect_unharmed(fixture);
+}
+
+// Whether this thread runs SCHED_FIFO (suture's raised priority).
+bool raised_now() { return (sched_getscheduler(0) & ~SCHED_RESET_ON_FORK) == SCHED_FIFO; }
+
+// Whether a thread of this process may take SCHED_FIFO (CAP_SYS_NICE).
+bool may_raise() {
+  bool may = false;
+  std::thread([&] {
+    sched_param param{};
+    param.sched_priority = 1;
+    may = sched_setscheduler(0, SCHED_FIFO, &param) == 0;
+  }).join();
+  return may;
+}
+
+// Mid-switch the controller's own work runs at the priority it started with,
+// and it is raised only while a thread waits for it: a stop that comes while
+// it works (no poll()) raises it through the StopWatcher, and the first
+// round that finds no stop lowers it again. Without expect_traps() a stop
+// raises nobody until the controller looks.
+TEST(Tracee, AStopWhileTheControllerWorksRaisesItOnlyWhileExpectingTraps) {
+  if (!may_raise()) GTEST_SKIP() << "no CAP_SYS_NICE: suture never raises itself";
+  FixtureProcess fixture(FIXTURE_PATH, {"quiet"});
+  pid_t reader = thread_named(fixture.pid(), "reader-0");
+  ASSERT_NE(reader, 0);
+  std::string failure;
+  bool raised_without = true, raised_while_expecting = false, raised_after_empty_round = true;
+  bool raised_before_stop = true;
+  // Until `raised_now()` or `span` has passed, working all the while.
+  auto work_until_raised = [](std::chrono::milliseconds span) {
+    auto until = std::chrono::steady_clock::now() + span;
+    while (std::chrono::steady_clock::now() < until)
+      if (raised_now()) return true;
+    return false;
+  };
+  auto serve_all = [](Tracee& tracee) {
+    size_t handled = 0;
+    for (auto until = std::chrono::steady_clock::now() + 5s; handled == 0 && std::chrono::steady_clock::now() < until;)
+      handled += tracee.poll(10ms);
+    while (tracee.poll(0us) > 0) {
+    }
+    return handled;
+  };
+  // As switch_entries_live() does: no other thread of ours takes a SIGCHLD
+  // that the controller or its watcher waits for.
+  sigset_t child, saved;
+  sigemptyset(&child);
+  sigaddset(&child, SIGCHLD);
+  pthread_sigmask(SIG_BLOCK, &child, &saved);
+  std::thread controller([&] {
+    try {
+      Tracee tracee(fixture.pid());
+      tracee.attach_running();
+      while (tracee.poll(0us) > 0) {
+      }
+      syscall(SYS_tgkill, fixture.pid(), reader, SIGUSR1);  // a signal stop, for us to deliver
+      raised_without = work_until_raised(200ms);
+      if (serve_all(tracee) == 0) throw std::runtime_error("the first stop never came");
+
+      tracee.expect_traps(true);
+      raised_before_stop = raised_now();
+      syscall(SYS_tgkill, fixture.pid(), reader, SIGUSR1);
+      raised_while_expecting = work_until_raised(5s);
+      if (serve_all(tracee) == 0) throw std::runtime_error("the second stop never came");
+      raised_after_empty_round = raised_now();
+      tracee.expect_traps(false);
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
+  });
+  controller.join();
+  pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+  ASSERT_EQ(failure, "");
+  EXPECT_FALSE(raised_without);
+  EXPECT_FALSE(raised_before_stop);
+  EXPECT_TRUE(raised_while_expecting);
+  EXPECT_FALSE(raised_after_empty_round);
+  EXPECT_EQ(settled_usr1(fixture, 2), 2);
   expect_unharmed(fixture);
 }
 
