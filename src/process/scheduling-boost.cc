@@ -103,10 +103,23 @@ void SchedulingBoost::raise() {
 }
 
 void SchedulingBoost::lower() {
-  std::lock_guard lock(mutex_);
-  if (!active_) return;
-  sched_setscheduler(thread_, saved_policy_, &saved_param_);
-  active_ = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (!active_) return;
+    sched_setscheduler(thread_, saved_policy_, &saved_param_);
+    active_ = false;
+  }
+  lowered_.notify_all();
+}
+
+void SchedulingBoost::wait_until_lowered(const std::atomic<bool>& give_up) {
+  std::unique_lock lock(mutex_);
+  lowered_.wait(lock, [&] { return !active_ || give_up.load(); });
+}
+
+void SchedulingBoost::wake_waiters() {
+  { std::lock_guard lock(mutex_); }  // a waiter is either before its check or asleep
+  lowered_.notify_all();
 }
 
 ScopedRunBoost::ScopedRunBoost(pid_t tid, int priority) : tid_(tid) {

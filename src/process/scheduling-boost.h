@@ -20,6 +20,8 @@
 #include <sched.h>
 #include <sys/types.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <mutex>
 #include <optional>
 
@@ -47,6 +49,10 @@ class SchedulingBoost {
   void raise();
   void lower();
   bool active() const;
+  // Returns once not raised, or when `give_up` is true (checked whenever
+  // wake_waiters() is called).
+  void wait_until_lowered(const std::atomic<bool>& give_up);
+  void wake_waiters();
   // The boosted thread's scheduling when not raised: what suture was started
   // with, for a thread of suture's own that works at that priority.
   Scheduling unraised() const;
@@ -72,6 +78,7 @@ class SchedulingBoost {
   pid_t target_;
   pid_t thread_;
   mutable std::mutex mutex_;
+  std::condition_variable lowered_;
   bool active_ = false;
   bool refused_ = false;            // EPERM once: never try again
   int priority_ = 0;                // while active

@@ -34,6 +34,7 @@ StopWatcher::StopWatcher(SchedulingBoost& boost, pid_t controller, int priority)
 StopWatcher::~StopWatcher() {
   if (!thread_.joinable()) return;
   stop_ = true;
+  boost_.wake_waiters();
   // The thread lives until joined, so its id names nobody else. Until it has
   // written it, it has not looked at stop_ yet.
   pid_t tid;
@@ -51,6 +52,10 @@ void StopWatcher::loop(int priority) {
   pthread_setschedparam(pthread_self(), SCHED_FIFO, &param);
   tid_ = gettid();
   while (!stop_) {
+    // While the controller is raised it needs no raise: its SIGCHLDs are left
+    // pending, for its own sleep to take, and we do not wake for each stop.
+    boost_.wait_until_lowered(stop_);
+    if (stop_) break;
     if (sigwaitinfo(&set, nullptr) != SIGCHLD || stop_) continue;
     if (!a_status_is_pending()) continue;
     boost_.raise();

@@ -16,7 +16,9 @@
 // watcher wakes only for a stop that came while the controller works. It
 // raises the controller, which lowers itself once no thread waits for it
 // (Tracee), and wakes it with a SIGCHLD of its own, in case it was about to
-// sleep.
+// sleep. While the controller is raised the watcher does not listen (its
+// SIGCHLDs stay pending for the controller's next sleep): listening, it woke
+// at every stop of threads that trap without pause.
 #pragma once
 
 #include <sys/types.h>
