@@ -96,13 +96,15 @@ bool sigtrap_pending(pid_t pid, pid_t tid) {
 
 // Suture's second thread during a switch: runs one job at a time for the
 // controller and wakes it (Tracee::poll_waker) when a job is done. It runs at
-// the priority suture started with, as the controller does between stops:
-// unwinding is suture's own work, behind the service. The controller sleeps
-// raised in poll() meanwhile, so a trap preempts the job on the same CPU and
-// waits for no unwind. The priority is set, not inherited: made while the
-// controller is raised (SCHED_RESET_ON_FORK), it would fall to SCHED_OTHER,
-// and a worker there starved under a real-time target (seen: switches of
-// 0.2-0.8 s with thousands of calls trapped).
+// the priority suture started with, behind the service, for the whole switch:
+// raised with the controller while the int3s were in, its unwinds there kept
+// Redis on its CPU from running (3 times the requests over 500 us of this
+// way, in 10 commands). The controller sleeps raised in poll() meanwhile, so
+// a trap preempts the job on the same CPU and waits for no unwind. The
+// priority is set, not inherited: made while the controller is raised
+// (SCHED_RESET_ON_FORK) it would fall to SCHED_OTHER, and a worker there
+// starved under a real-time target (seen: switches of 0.2-0.8 s with
+// thousands of calls trapped).
 class UnwindWorker {
  public:
   UnwindWorker(std::function<void()> wake, const process::Scheduling& scheduling)
@@ -178,19 +180,23 @@ class Switch {
     tracee_.expect_traps(true);
     auto started = Clock::now();
     try {
-      // 1. every entry traps
-      for (const auto& c : changes_) write(c.site, {kInt3});
-      touched_ = true;
-      sync();
-      // 2. nobody inside the bytes about to change (a jump being replaced is
-      // one instruction: nobody can be inside it)
-      if (!boundaries_.empty()) examine_all_threads();
-      // 3. tails, 4. first bytes
-      for (const auto& c : changes_) write(c.site + 1, tail(c.after));
-      sync();
-      for (const auto& c : changes_) write(c.site, {c.after[0]});
-      sync();
+      {
+        RaisedWhileTrapping raised(tracee_);
+        // 1. every entry traps
+        for (const auto& c : changes_) write(c.site, {kInt3});
+        touched_ = true;
+        sync();
+        // 2. nobody inside the bytes about to change (a jump being replaced is
+        // one instruction: nobody can be inside it)
+        if (!boundaries_.empty()) examine_all_threads();
+        // 3. tails, 4. first bytes
+        for (const auto& c : changes_) write(c.site + 1, tail(c.after));
+        sync();
+        for (const auto& c : changes_) write(c.site, {c.after[0]});
+        sync();
+      }
       report_.length = Clock::now() - started;
+      // Traps still in flight are served raised (process/stop-watcher.h).
       flush();
       if (!options_.wait_clear.empty()) {
         auto waiting = Clock::now();
@@ -208,6 +214,22 @@ class Switch {
 
  private:
   static std::vector<uint8_t> tail(const std::vector<uint8_t>& bytes) { return {bytes.begin() + 1, bytes.end()}; }
+
+  // From the first int3 to the last byte of a switch (or of its roll-back),
+  // every call of a function being switched traps: the controller stays
+  // raised, working or not, to keep that span short. Before and after it, it
+  // works at the priority suture started with and is raised only while a
+  // thread waits for it (Tracee::expect_traps).
+  class RaisedWhileTrapping {
+   public:
+    explicit RaisedWhileTrapping(process::Tracee& tracee) : tracee_(tracee) { tracee_.keep_raised(true); }
+    RaisedWhileTrapping(const RaisedWhileTrapping&) = delete;
+    RaisedWhileTrapping& operator=(const RaisedWhileTrapping&) = delete;
+    ~RaisedWhileTrapping() { tracee_.keep_raised(false); }
+
+   private:
+    process::Tracee& tracee_;
+  };
 
   void write(RemoteAddr at, const std::vector<uint8_t>& bytes) {
     tracee_.memory().write(at, bytes);
@@ -521,13 +543,16 @@ class Switch {
     InterruptShield shield;
     try {
       rolling_back_ = true;
-      for (const auto& c : changes_)
-        if (tracee_.memory().read(c.site, 1)[0] != kInt3) write(c.site, {kInt3});
-      sync();
-      for (const auto& c : changes_) write(c.site + 1, tail(c.before));
-      sync();
-      for (const auto& c : changes_) write(c.site, {c.before[0]});
-      sync();
+      {
+        RaisedWhileTrapping raised(tracee_);
+        for (const auto& c : changes_)
+          if (tracee_.memory().read(c.site, 1)[0] != kInt3) write(c.site, {kInt3});
+        sync();
+        for (const auto& c : changes_) write(c.site + 1, tail(c.before));
+        sync();
+        for (const auto& c : changes_) write(c.site, {c.before[0]});
+        sync();
+      }
       flush();
     } catch (const std::exception& e) {
       fmt::print(stderr, "suture: warning: rolling back the entry switch failed: {}; the guardian restores the entries\n",

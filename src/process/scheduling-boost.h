@@ -6,15 +6,16 @@
 // a hold of a few system calls' worth of work measured milliseconds, spent
 // waiting for a timeslice. While a thread of the target is stopped by us (held,
 // or stepped through a system call), and while the controller sleeps waiting
-// for stops that may come at any moment (Tracee::poll: a trap mid-switch), it
-// runs SCHED_FIFO two priorities above the highest of the target's threads (2
-// if none is real-time), so it runs the moment it can: priority inheritance,
-// by hand. Otherwise (reading ELF files, linking, writing bytes, unwinding a
-// thread that runs on) it runs as it was started, never ahead of the service.
-// A first version stayed raised from the first int3 of a live switch to its
-// end, busy or not: Redis on the same CPU then stalled 0.6-1.4 ms in most
-// switches, behind suture's own work. Without CAP_SYS_NICE nothing changes and
-// active() stays false.
+// for stops that may come at any moment (Tracee::poll: a trap mid-switch), and
+// while the int3s of a live switch are in (Tracee::keep_raised), it runs
+// SCHED_FIFO two priorities above the highest of the target's threads (2 if
+// none is real-time), so it runs the moment it can: priority inheritance, by
+// hand. Otherwise (reading ELF files, linking, unwinding a thread that runs
+// on, looking for old frames) it runs as it was started, never ahead of the
+// service. A first version stayed raised from the first int3 of a live switch
+// to its end, busy or not: Redis on the same CPU then stalled 0.6-1.4 ms in
+// most switches, behind suture's own work. Without CAP_SYS_NICE nothing
+// changes and active() stays false.
 #pragma once
 
 #include <sched.h>

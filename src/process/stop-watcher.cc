@@ -17,8 +17,6 @@ sigset_t child_signal() {
   return set;
 }
 
-void signal_thread(pid_t tid) { ::syscall(SYS_tgkill, getpid(), tid, SIGCHLD); }
-
 }  // namespace
 
 bool a_status_is_pending() {
@@ -28,29 +26,26 @@ bool a_status_is_pending() {
 
 StopWatcher::StopWatcher(SchedulingBoost& boost, pid_t controller, int priority)
     : boost_(boost), controller_(controller) {
-  if (priority > 0) thread_ = std::thread([this, priority] { loop(priority); });
+  if (priority <= 0) return;
+  thread_ = std::thread([this] { loop(); });
+  sched_param param{};
+  param.sched_priority = priority;
+  // Refused: raise() is refused too, and the loop only waits.
+  pthread_setschedparam(thread_.native_handle(), SCHED_FIFO, &param);
 }
 
 StopWatcher::~StopWatcher() {
   if (!thread_.joinable()) return;
   stop_ = true;
   boost_.wake_waiters();
-  // The thread lives until joined, so its id names nobody else. Until it has
-  // written it, it has not looked at stop_ yet.
-  pid_t tid;
-  while ((tid = tid_.load()) == 0) std::this_thread::yield();
-  signal_thread(tid);  // pending if it is not asleep yet: its next wait returns
+  // Pending if it is not asleep yet (it blocks SIGCHLD): its next wait returns.
+  pthread_kill(thread_.native_handle(), SIGCHLD);
   thread_.join();
 }
 
-void StopWatcher::loop(int priority) {
+void StopWatcher::loop() {
   sigset_t set = child_signal();
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  sched_param param{};
-  param.sched_priority = priority;
-  // Refused: raise() is refused too, and the loop only waits.
-  pthread_setschedparam(pthread_self(), SCHED_FIFO, &param);
-  tid_ = gettid();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);  // inherited from the controller; to be sure
   while (!stop_) {
     // While the controller is raised it needs no raise: its SIGCHLDs are left
     // pending, for its own sleep to take, and we do not wake for each stop.
@@ -59,8 +54,7 @@ void StopWatcher::loop(int priority) {
     if (sigwaitinfo(&set, nullptr) != SIGCHLD || stop_) continue;
     if (!a_status_is_pending()) continue;
     boost_.raise();
-    ++stops_seen_;
-    signal_thread(controller_);
+    ::syscall(SYS_tgkill, getpid(), controller_, SIGCHLD);
   }
 }
 

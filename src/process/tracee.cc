@@ -216,6 +216,7 @@ struct Tracee::Impl {
   bool attached_running = false;  // see Tracee::attach_running()
   std::function<bool(Tracee::Trap&)> trap_handler;
   pid_t worker = 0;  // the thread from hold_one()
+  bool kept_raised = false;  // Tracee::keep_raised()
   pid_t controller = 0;      // the thread that called attach_running()
   sigset_t child_signal{};   // {SIGCHLD}
   // Set by poll_waker(): ends the controller's poll() with nothing handled.
@@ -526,6 +527,7 @@ struct Tracee::Impl {
   // and so waits for us (scheduling-boost.h): not while we unwind a thread
   // that runs on, or read files.
   void lower_boost_if_idle() noexcept {
+    if (kept_raised) return;
     for (auto& [tid, t] : threads)
       if (t.stopped) return;
     // Attached to running threads, a stop not taken yet waits for us too; its
@@ -1537,6 +1539,14 @@ std::function<void()> Tracee::poll_waker() const {
 }
 
 Scheduling Tracee::unraised_scheduling() const { return impl_->boost.unraised(); }
+
+void Tracee::keep_raised(bool on) {
+  impl_->kept_raised = on;
+  if (on)
+    impl_->boost.raise();
+  else
+    impl_->lower_boost_if_idle();
+}
 
 void Tracee::expect_traps(bool on) {
   if (on) {
