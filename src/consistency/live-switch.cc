@@ -95,20 +95,23 @@ bool sigtrap_pending(pid_t pid, pid_t tid) {
 }
 
 // Suture's second thread during a switch: runs one job at a time for the
-// controller and wakes it (Tracee::poll_waker) when a job is done. It runs at
-// the priority suture started with, behind the service, for the whole switch:
-// raised with the controller while the int3s were in, its unwinds there kept
-// Redis on its CPU from running (3 times the requests over 500 us of this
-// way, in 10 commands). The controller sleeps raised in poll() meanwhile, so
-// a trap preempts the job on the same CPU and waits for no unwind. The
-// priority is set, not inherited: made while the controller is raised
-// (SCHED_RESET_ON_FORK) it would fall to SCHED_OTHER, and a worker there
-// starved under a real-time target (seen: switches of 0.2-0.8 s with
-// thousands of calls trapped).
+// controller and wakes it (Tracee::poll_waker) when a job is done. Its
+// scheduling follows the controller's (run_at): raised with it while the
+// int3s are in, else at the priority suture started with, behind the service.
+// Left at suture's priority while the int3s were in, it starved behind the
+// raised controller serving traps and a real-time memcached, and the longer
+// an unwind took the more calls trapped: switches of 1.3 and 3.2 s with 52,512
+// and 127,962 calls trapped. The controller sleeps in poll() meanwhile, so on
+// the same CPU a trap waits for at most the one job. The priority is always
+// set, never inherited: made while the controller is raised
+// (SCHED_RESET_ON_FORK) it would fall to SCHED_OTHER.
 class UnwindWorker {
  public:
   UnwindWorker(std::function<void()> wake, const process::Scheduling& scheduling)
       : wake_(std::move(wake)), thread_([this] { loop(); }) {
+    run_at(scheduling);
+  }
+  void run_at(const process::Scheduling& scheduling) {
     pthread_setschedparam(thread_.native_handle(), scheduling.policy, &scheduling.param);
   }
   UnwindWorker(const UnwindWorker&) = delete;
@@ -181,7 +184,7 @@ class Switch {
     auto started = Clock::now();
     try {
       {
-        RaisedWhileTrapping raised(tracee_);
+        RaisedWhileTrapping raised(tracee_, *worker_);
         // 1. every entry traps
         for (const auto& c : changes_) write(c.site, {kInt3});
         touched_ = true;
@@ -216,19 +219,27 @@ class Switch {
   static std::vector<uint8_t> tail(const std::vector<uint8_t>& bytes) { return {bytes.begin() + 1, bytes.end()}; }
 
   // From the first int3 to the last byte of a switch (or of its roll-back),
-  // every call of a function being switched traps: the controller stays
-  // raised, working or not, to keep that span short. Before and after it, it
-  // works at the priority suture started with and is raised only while a
-  // thread waits for it (Tracee::expect_traps).
+  // every call of a function being switched traps: the controller and the
+  // unwinding thread stay raised, working or not, to keep that span short.
+  // Before and after it they work at the priority suture started with, and
+  // the controller is raised only while a thread waits for it
+  // (Tracee::expect_traps).
   class RaisedWhileTrapping {
    public:
-    explicit RaisedWhileTrapping(process::Tracee& tracee) : tracee_(tracee) { tracee_.keep_raised(true); }
+    RaisedWhileTrapping(process::Tracee& tracee, UnwindWorker& worker) : tracee_(tracee), worker_(worker) {
+      tracee_.keep_raised(true);
+      worker_.run_at(tracee_.raised_scheduling());
+    }
     RaisedWhileTrapping(const RaisedWhileTrapping&) = delete;
     RaisedWhileTrapping& operator=(const RaisedWhileTrapping&) = delete;
-    ~RaisedWhileTrapping() { tracee_.keep_raised(false); }
+    ~RaisedWhileTrapping() {
+      worker_.run_at(tracee_.unraised_scheduling());
+      tracee_.keep_raised(false);
+    }
 
    private:
     process::Tracee& tracee_;
+    UnwindWorker& worker_;
   };
 
   void write(RemoteAddr at, const std::vector<uint8_t>& bytes) {
@@ -544,7 +555,7 @@ class Switch {
     try {
       rolling_back_ = true;
       {
-        RaisedWhileTrapping raised(tracee_);
+        RaisedWhileTrapping raised(tracee_, *worker_);
         for (const auto& c : changes_)
           if (tracee_.memory().read(c.site, 1)[0] != kInt3) write(c.site, {kInt3});
         sync();
@@ -624,10 +635,7 @@ LiveSwitchReport switch_entries_live(pid_t pid, const std::vector<EntryChange>& 
   // sigtimedwait(SIGCHLD), and the kernel may hand a process-wide SIGCHLD to
   // any thread that does not block it: this one blocks it meanwhile (the
   // controller inherits the mask).
-  sigset_t child, saved;
-  sigemptyset(&child);
-  sigaddset(&child, SIGCHLD);
-  pthread_sigmask(SIG_BLOCK, &child, &saved);
+  std::optional<process::SigchldBlocked> blocked(std::in_place);
   std::thread controller([&] {
     try {
       Switch change(pid, changes, options);
@@ -642,7 +650,7 @@ LiveSwitchReport switch_entries_live(pid_t pid, const std::vector<EntryChange>& 
     }
   });
   controller.join();
-  pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+  blocked.reset();
   if (error) {
     if (!steered_remain.empty()) {
       try {

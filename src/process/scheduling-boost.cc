@@ -44,6 +44,19 @@ Scheduling SchedulingBoost::unraised() const {
   return now;
 }
 
+Scheduling SchedulingBoost::now() const {
+  {
+    std::lock_guard lock(mutex_);
+    if (active_) {
+      Scheduling raised;
+      raised.policy = SCHED_FIFO;
+      raised.param.sched_priority = priority_;
+      return raised;
+    }
+  }
+  return unraised();
+}
+
 void SchedulingBoost::plan() {
   int priority = wanted();
   std::lock_guard lock(mutex_);

@@ -57,6 +57,8 @@ class SchedulingBoost {
   // The boosted thread's scheduling when not raised: what suture was started
   // with, for a thread of suture's own that works at that priority.
   Scheduling unraised() const;
+  // Its scheduling now: raised while active.
+  Scheduling now() const;
   // Works out the priority to raise to from the target's threads now and keeps
   // it until forget_plan(): raise() otherwise reads every thread's scheduling
   // (two system calls a thread), and a live switch raises and lowers around

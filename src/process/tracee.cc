@@ -1540,6 +1540,8 @@ std::function<void()> Tracee::poll_waker() const {
 
 Scheduling Tracee::unraised_scheduling() const { return impl_->boost.unraised(); }
 
+Scheduling Tracee::raised_scheduling() const { return impl_->boost.now(); }
+
 void Tracee::keep_raised(bool on) {
   impl_->kept_raised = on;
   if (on)

@@ -28,6 +28,25 @@
 
 namespace suture::process {
 
+// SIGCHLD blocked in this thread for the scope, and so in the threads it
+// starts meanwhile: for the threads of suture beside a controller that waits
+// for stops (Tracee::attach_running()).
+class SigchldBlocked {
+ public:
+  SigchldBlocked() {
+    sigset_t child;
+    sigemptyset(&child);
+    sigaddset(&child, SIGCHLD);
+    pthread_sigmask(SIG_BLOCK, &child, &saved_);
+  }
+  SigchldBlocked(const SigchldBlocked&) = delete;
+  SigchldBlocked& operator=(const SigchldBlocked&) = delete;
+  ~SigchldBlocked() { pthread_sigmask(SIG_SETMASK, &saved_, nullptr); }
+
+ private:
+  sigset_t saved_;
+};
+
 struct ThreadInfo {
   pid_t tid = 0;
   std::string name;   // /proc/PID/task/TID/comm
@@ -82,7 +101,8 @@ class Tracee {
   // stop). So call attach_running() on a thread of its own, drain poll(), and end
   // that thread; the destructor leaves running attached threads alone. That
   // thread blocks SIGCHLD from then on (poll() waits for it), and so should
-  // the other threads of suture meanwhile, or the kernel may hand it to them.
+  // the other threads of suture meanwhile, or the kernel may hand it to them
+  // (SigchldBlocked, in the thread that starts the controller).
   void attach_running();
   bool attached_running() const;
   // Holds one attached thread (interrupts it and waits for the stop).
@@ -146,8 +166,10 @@ class Tracee {
   // Needs attach_running().
   void expect_traps(bool on);
   // The controller's scheduling when not raised (the priority suture was
-  // started with), for a thread of suture's own that works for it.
+  // started with) and raised (as it is now, if it is), for a thread of
+  // suture's own that works for it.
   Scheduling unraised_scheduling() const;
+  Scheduling raised_scheduling() const;
   // While on, the controller stays raised, working or not: for the span in
   // which every call of a function being switched traps (the int3s of a
   // live switch), which is kept short that way. Not raised for its work

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -656,10 +657,7 @@ TEST(Tracee, AStopWhileTheControllerWorksRaisesItOnlyWhileExpectingTraps) {
   };
   // As switch_entries_live() does: no other thread of ours takes a SIGCHLD
   // that the controller or its watcher waits for.
-  sigset_t child, saved;
-  sigemptyset(&child);
-  sigaddset(&child, SIGCHLD);
-  pthread_sigmask(SIG_BLOCK, &child, &saved);
+  std::optional<SigchldBlocked> blocked(std::in_place);
   std::thread controller([&] {
     try {
       Tracee tracee(fixture.pid());
@@ -682,7 +680,7 @@ TEST(Tracee, AStopWhileTheControllerWorksRaisesItOnlyWhileExpectingTraps) {
     }
   });
   controller.join();
-  pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+  blocked.reset();
   ASSERT_EQ(failure, "");
   EXPECT_FALSE(raised_without);
   EXPECT_FALSE(raised_before_stop);
