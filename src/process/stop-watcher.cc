@@ -6,18 +6,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "process/tracee.h"
+
 namespace suture::process {
-
-namespace {
-
-sigset_t child_signal() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGCHLD);
-  return set;
-}
-
-}  // namespace
 
 bool a_status_is_pending() {
   siginfo_t info{};
@@ -44,7 +35,7 @@ StopWatcher::~StopWatcher() {
 }
 
 void StopWatcher::loop() {
-  sigset_t set = child_signal();
+  sigset_t set = sigchld_set();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);  // inherited from the controller; to be sure
   while (!stop_) {
     // While the controller is raised it needs no raise: its SIGCHLDs are left

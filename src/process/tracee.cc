@@ -712,8 +712,7 @@ struct Tracee::Impl {
     boost.boost_thread(controller);
     quiet_since = Clock::now();  // no stop of ours can be older
     // Stops are waited for with sigtimedwait(SIGCHLD) (sleep_until_a_stop()).
-    sigemptyset(&child_signal);
-    sigaddset(&child_signal, SIGCHLD);
+    child_signal = sigchld_set();
     pthread_sigmask(SIG_BLOCK, &child_signal, nullptr);
     // Threads created by attached threads are attached by the kernel; a listing
     // that shows nothing new means nobody unattached is left to create one.

@@ -28,15 +28,21 @@
 
 namespace suture::process {
 
+// {SIGCHLD}: the signal by which the kernel tells a tracer of a stop.
+inline sigset_t sigchld_set() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGCHLD);
+  return set;
+}
+
 // SIGCHLD blocked in this thread for the scope, and so in the threads it
 // starts meanwhile: for the threads of suture beside a controller that waits
 // for stops (Tracee::attach_running()).
 class SigchldBlocked {
  public:
   SigchldBlocked() {
-    sigset_t child;
-    sigemptyset(&child);
-    sigaddset(&child, SIGCHLD);
+    sigset_t child = sigchld_set();
     pthread_sigmask(SIG_BLOCK, &child, &saved_);
   }
   SigchldBlocked(const SigchldBlocked&) = delete;
