@@ -50,6 +50,8 @@
 #   status_has NAME... / status_lacks NAME... / status_empty
 #   wait_for REGEX [TIMEOUT]        a new line (since the last step) matching REGEX;
 #                                   later steps look only after that line
+#   wait_lines COUNT REGEX [TIMEOUT] COUNT lines since the last step match REGEX
+#                                   (the step stays where it was: new_lines shows them)
 #   expect_no REGEX [SECONDS]       the target prints for SECONDS (default 1) and
 #                                   no line of that output matches REGEX (new_lines
 #                                   shows that output afterwards)
@@ -429,6 +431,18 @@ wait_for() {
     0) MARK=$(head -n 1 <<<"$out"); say "saw: $(tail -n 1 <<<"$out")" ;;
     3) fail "target stopped running while waiting for /$regex/: $out" ;;
     *) fail "no line matching /$regex/ within ${timeout}s" ;;
+  esac
+}
+
+# Waits until COUNT lines since the last step match REGEX; the mark stays, so
+# new_lines then shows them all.
+wait_lines() {
+  local count=$1 regex=$2 timeout=${3:-$SCENARIO_WAIT} out rc=0
+  out=$("${PROBE[@]}" wait "$LOG" "$MARK" "$regex" "$timeout" "$TARGET_PID" "$count") || rc=$?
+  case $rc in
+    0) ;;
+    3) fail "target stopped running while waiting for $count lines matching /$regex/: $out" ;;
+    *) fail "fewer than $count lines matching /$regex/ within ${timeout}s" ;;
   esac
 }
 

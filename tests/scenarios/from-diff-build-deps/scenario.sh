@@ -22,6 +22,7 @@ grep -qE 'replaces (vend_other|vend_rounds|main)' "$LAST_OUT" && fail "suture bu
 
 apply out
 wait_for 'value=5[0-9][0-9][0-9] rounds=[0-9]+$'
+wait_lines 5 'value='
 # The patched vend_value() counts in the library's own `rounds`.
 new_lines | awk '/value=/ { split($0, f, /[ =]/); v = f[4]; r = f[6]
                    if (v < 5000) { print "value " v " lacks the fix"; bad = 1 }

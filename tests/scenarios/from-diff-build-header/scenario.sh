@@ -22,6 +22,7 @@ grep -qE 'replaces main$' "$LAST_OUT" && fail "suture build replaces main, which
 
 apply out
 wait_for 'v2-fixed value=[0-9]+$'
+wait_lines 3 'v2-fixed'
 new_lines | awk '/v2-fixed/ { split($0, f, /[ =]/); if (f[5] != f[2] + 1000) { print "tick " f[2] ": value " f[5]; bad = 1 } n++ }
                  END { exit bad || n < 3 }' || fail "calc_next() lacks the fix from the header"
 expect_no ' v1 '

@@ -22,6 +22,7 @@ grep -qE 'replaces (bonus|main)' "$LAST_OUT" && fail "suture build replaces a fu
 apply out
 # compute() now calls the new bonus(), whose own counter is then above 0.
 wait_for 'value=71[0-9][0-9]$'
+wait_lines 3 'value='
 new_lines | awk '/value=/ { split($0, f, /[ =]/); if (f[4] != 7100 + f[2] % 10) { print "tick " f[2] ": value " f[4]; bad = 1 } n++ }
                  END { exit bad || n < 3 }' || fail "the new function's state is not its own"
 revert

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Small probes the scenario runner needs where bash is clumsy.
 
-  probe.py wait LOG MARK REGEX TIMEOUT PID
-      Waits for a complete line after byte offset MARK of LOG that matches
-      REGEX (Python re). Prints the offset just past that line, then the line.
-      Exit 1 on timeout, 3 if process PID died (or stopped) meanwhile.
+  probe.py wait LOG MARK REGEX TIMEOUT PID [COUNT]
+      Waits for COUNT (default 1) complete lines after byte offset MARK of LOG
+      that match REGEX (Python re). Prints the offset just past the last of
+      them, then that line. Exit 1 on timeout, 3 if process PID died (or
+      stopped) meanwhile.
   probe.py lines LOG MARK
       Prints the complete lines after byte offset MARK.
   probe.py match REGEX
@@ -87,25 +88,30 @@ def threads_problem(pid):
     return None
 
 
-def cmd_wait(log, mark, regex, timeout, pid):
+def cmd_wait(log, mark, regex, timeout, pid, count="1"):
     pattern = re.compile(regex)
     deadline = time.monotonic() + float(timeout)
     mark = int(mark)
     pid = int(pid)
+    count = int(count)
+
+    def found():
+        hits = [(end, text) for end, text in complete_lines(log, mark)
+                if pattern.search(text)]
+        if len(hits) < count:
+            return False
+        print(hits[count - 1][0])
+        print(hits[count - 1][1])
+        return True
+
     while True:
-        for end, text in complete_lines(log, mark):
-            if pattern.search(text):
-                print(end)
-                print(text)
-                return 0
+        if found():
+            return 0
         problem = threads_problem(pid)
         if problem:
             # one last look: the line may have been written just before the end
-            for end, text in complete_lines(log, mark):
-                if pattern.search(text):
-                    print(end)
-                    print(text)
-                    return 0
+            if found():
+                return 0
             print(problem)
             return 3
         if time.monotonic() > deadline:
