@@ -24,8 +24,12 @@
 //      instruction boundary inside the bytes about to change is single-stepped
 //      out of them (the old instructions are intact behind the int3); one with a
 //      deeper frame there (a signal frame, a call inside the prologue) is waited
-//      for. Frames in the old functions are collected for the report: those
-//      calls finish in old code.
+//      for. A deeper frame there has the boundary's address on the stack (the
+//      return address, or the pc the signal frame saved): a held thread whose
+//      whole stack is copied and holds no such word is let go at once and
+//      unwound after the switch, so no unwind keeps the int3s in. Frames in the
+//      old functions are collected for the report: those calls finish in old
+//      code.
 //   3. write the tail bytes; serialize. 4. write the first byte; serialize.
 //   5. flush: a thread may have executed an int3 and not yet stopped (it was
 //      preempted in the kernel's trap path): until no thread has SIGTRAP
@@ -51,6 +55,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <functional>
 #include <future>
@@ -63,6 +68,8 @@
 
 #include "common/error.h"
 #include "common/interrupt.h"
+#include "process/core-sync.h"
+#include "process/maps.h"
 #include "process/proc-files.h"
 #include "consistency/switch-guardian.h"
 #include "process/tracee.h"
@@ -83,6 +90,8 @@ constexpr uint64_t kSigtrapBit = 1ULL << (SIGTRAP - 1);
 // than the copy is unwound while held.
 constexpr uint64_t kLongestExactCopy = 1024 * 1024;
 constexpr size_t kStackCopy = 64 * 1024;
+constexpr uint64_t kPageSize = 4096;
+constexpr std::chrono::milliseconds kCoreSyncTimeout{500};
 
 size_t stack_copy_size(const user_regs_struct& regs) {
   if (regs.fs_base > regs.rsp && regs.fs_base - regs.rsp <= kLongestExactCopy) return regs.fs_base - regs.rsp;
@@ -201,6 +210,7 @@ class Switch {
       report_.length = Clock::now() - started;
       // Traps still in flight are served raised (process/stop-watcher.h).
       flush();
+      unwind_deferred();
       if (!options_.wait_clear.empty()) {
         auto waiting = Clock::now();
         wait_until_clear(options_.wait_clear, "still runs");
@@ -342,8 +352,18 @@ class Switch {
   // Every core that runs a thread of the target executes a serializing
   // instruction before that thread runs user code again; threads not running
   // now serialize when they are next scheduled (the registration asks for it).
+  // On the helper without a stop where it serves that (tens of microseconds
+  // against hundreds), waited for on the unwinding thread while this one
+  // serves traps: waking the helper's CPU from idle can take a millisecond
+  // here, and a thread that traps meanwhile must not wait for that.
   void sync() {
-    int64_t r = remote(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0);
+    std::optional<int64_t> answered;
+    if (options_.core_sync && !core_sync_silent_) {
+      auto ask = [&] { return options_.core_sync->run(kCoreSyncTimeout); };
+      answered = worker_ ? serving_traps(ask) : ask();
+      if (!answered) core_sync_silent_ = true;  // from now on through ptrace
+    }
+    int64_t r = answered ? *answered : remote(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0);
     if (r < 0) fail("membarrier in process {} failed: {}", pid_, errno_text(static_cast<int>(-r)));
     ++report_.syncs;
   }
@@ -362,6 +382,7 @@ class Switch {
     Backtrace trace;
   };
   void look_before_int3() {
+    maps_ = process::read_maps(pid_);  // for whole_stack(): stacks stay where they are
     for (pid_t tid : tracee_.threads()) {
       check_interrupt();
       auto before = process::times_scheduled(pid_, tid);
@@ -390,7 +411,7 @@ class Switch {
   // threads that reach an entry meanwhile: an unwind takes up to
   // milliseconds, and each of those threads would wait for it.
   template <typename Unwind>
-  auto serving_traps(Unwind&& unwind) {
+  std::invoke_result_t<Unwind&> serving_traps(Unwind&& unwind) {
     std::promise<std::invoke_result_t<Unwind&>> promise;
     auto result = promise.get_future();
     // The job refers to this frame: it must be over before we leave, however.
@@ -412,19 +433,93 @@ class Switch {
     return result.get();
   }
 
+  // The whole live stack of a held thread, copied, where its frames are known
+  // to lie in it: a thread of glibc's on its own stack (sp and the thread
+  // pointer in one mapping; glibc puts TLS and struct pthread at the top, so
+  // every frame lies in [sp, thread pointer)), or the main thread on [stack].
+  // nullopt otherwise: an alternate signal stack, a stack the program made
+  // itself, one deeper than kLongestExactCopy. The copy runs on to the end of
+  // the page `top` is in (the unwinder takes whole pages).
+  struct WholeStack {
+    StackCopy copy;
+    uint64_t top;
+  };
+  std::optional<WholeStack> whole_stack(pid_t tid, const user_regs_struct& regs) const {
+    if (regs.rsp % 8 != 0) return std::nullopt;
+    auto mapping = std::find_if(maps_.begin(), maps_.end(), [&](const process::Mapping& m) {
+      return m.write && regs.rsp >= m.start.value() && regs.rsp < m.end.value();
+    });
+    if (mapping == maps_.end()) return std::nullopt;
+    uint64_t top = 0;
+    if (tid == pid_ && mapping->path == "[stack]")
+      top = mapping->end.value();
+    else if (regs.fs_base > regs.rsp && regs.fs_base < mapping->end.value())
+      top = regs.fs_base;
+    else
+      return std::nullopt;
+    if (top - regs.rsp > kLongestExactCopy) return std::nullopt;
+    uint64_t from = regs.rsp & ~(kPageSize - 1);
+    StackCopy copy{RemoteAddr(from), std::vector<uint8_t>(((top + kPageSize - 1) & ~(kPageSize - 1)) - from)};
+    if (tracee_.memory().read_partial(copy.from, copy.bytes) != copy.bytes.size()) return std::nullopt;
+    return WholeStack{std::move(copy), top};
+  }
+
+  // Whether a word of the stack in [sp, top) is the address of a boundary.
+  // Every frame that would return into a window has that address on the
+  // stack: a return address pushed by a call inside a window, or the pc a
+  // signal frame saved. None found, no frame of the thread but the top one can
+  // be there.
+  bool holds_a_boundary(const WholeStack& stack, uint64_t sp) const {
+    if (boundaries_.empty()) return false;
+    uint64_t lowest = boundaries_.begin()->value(), highest = boundaries_.rbegin()->value();
+    const uint64_t from = stack.copy.from.value();
+    for (uint64_t at = sp - from; from + at + 8 <= stack.top; at += 8) {
+      uint64_t word;
+      std::memcpy(&word, stack.copy.bytes.data() + at, 8);
+      if (word >= lowest && word <= highest && boundaries_.contains(RemoteAddr(word))) return true;
+    }
+    return false;
+  }
+
+  // Threads step 2 let go without unwinding them (look()): unwound once the
+  // switch is over, for the report's frames in old code.
+  struct Deferred {
+    pid_t tid;
+    user_regs_struct regs;
+    StackCopy stack;
+  };
+  void unwind_deferred() {
+    for (const auto& d : deferred_) {
+      unwinder_.snapshot_stack(d.stack);
+      Backtrace trace = unwinder_.unwind(d.tid, d.regs);
+      unwinder_.thaw();  // the copy holds every frame (whole_stack()); a corrupt stack stops early, as ever
+      if (auto f = frame_in(trace, options_.old_code))
+        report_.old_frames.push_back({d.tid, process::thread_name(pid_, d.tid), *f, std::move(trace)});
+    }
+    deferred_.clear();
+  }
+
+  std::optional<Backtrace> look_at(pid_t tid) { return look(tid, false); }
+
   // One look at a thread's stack: without a hold if it is blocked in the
   // kernel away from the changing bytes, else held alone (and stepped out of
   // them) just long enough to copy its stack, and unwound once let go; a stack
-  // deeper than the copy is unwound while held. nullopt if the thread is gone.
-  std::optional<Backtrace> look_at(pid_t tid) {
+  // deeper than the copy is unwound while held. nullopt if the thread is gone,
+  // or, with `may_defer`, if its whole stack was copied and no word of it is a
+  // boundary: it is then unwound after the switch (unwind_deferred()), so no
+  // unwind keeps a window open.
+  std::optional<Backtrace> look(pid_t tid, bool may_defer) {
     if (auto trace = unchanged_since_earlier_look(tid); trace && !inside_window(trace->pcs.front())) {
       ++report_.threads_seen_running;
       return trace;
     }
-    auto blocked = serving_traps([&] { return unwind_blocked(unwinder_, pid_, tid); });
-    if (auto& trace = blocked; trace && !inside_window(trace->pcs.front())) {
-      ++report_.threads_seen_running;
-      return trace;
+    // A thread on a CPU or waiting for one is not blocked: no need to try.
+    if (process::thread_state(pid_, tid) != 'R') {
+      auto blocked = serving_traps([&] { return unwind_blocked(unwinder_, pid_, tid); });
+      if (auto& trace = blocked; trace && !inside_window(trace->pcs.front())) {
+        ++report_.threads_seen_running;
+        return trace;
+      }
     }
     for (bool from_copy : {true, false}) {
       try {
@@ -442,6 +537,14 @@ class Switch {
         }
         regs = tracee_.step(tid);
         ++report_.steps;
+      }
+      if (may_defer && from_copy) {
+        if (auto stack = whole_stack(tid, regs); stack && !holds_a_boundary(*stack, regs.rsp)) {
+          tracee_.release(tid);
+          deferred_.push_back({tid, regs, std::move(stack->copy)});
+          tracee_.poll(std::chrono::microseconds(0));
+          return std::nullopt;
+        }
       }
       Backtrace trace;
       if (from_copy) {
@@ -468,8 +571,11 @@ class Switch {
       std::vector<pid_t> again;
       for (pid_t tid : todo) {
         check_interrupt();
-        auto trace = look_at(tid);
-        if (!trace) continue;
+        // Each look reads /proc for a while: threads that trapped meanwhile
+        // are served between looks, not after all of them.
+        tracee_.poll(std::chrono::microseconds(0));
+        auto trace = look(tid, true);
+        if (!trace) continue;  // gone, or let go clear of every window (unwound later)
         bool deeper_in_window = false;
         for (size_t i = 1; i < trace->pcs.size(); ++i)
           if (inside_window(trace->pcs[i])) deeper_in_window = true;
@@ -593,9 +699,12 @@ class Switch {
   std::set<RemoteAddr> boundaries_;
   std::map<RemoteAddr, const EntryChange*> sites_;
   std::map<pid_t, EarlierLook> earlier_;  // look_before_int3()
+  std::vector<process::Mapping> maps_;     // look_before_int3(), for whole_stack()
+  std::vector<Deferred> deferred_;         // look()
   std::optional<UnwindWorker> worker_;     // serving_traps(); ends before the members above
   std::optional<SwitchGuardian> guardian_;
   bool touched_ = false;
+  bool core_sync_silent_ = false;  // the helper did not answer a core sync: sync()
   bool rolling_back_ = false;
   bool steered_any_ = false;
 };

@@ -25,6 +25,10 @@
 #include "consistency/stop-the-world.h"
 #include "consistency/unwind.h"
 
+namespace suture::process {
+class CoreSync;
+}
+
 namespace suture::consistency {
 
 // One function entry to change.
@@ -51,6 +55,9 @@ struct LiveSwitchOptions {
   // Suture's helper thread in the target (process/helper-thread.h), 0 for none:
   // it runs the system calls of the switch and is never examined.
   pid_t helper = 0;
+  // The helper's core syncs without a stop (process/core-sync.h), if it
+  // serves them; else each sync runs on a held thread.
+  const process::CoreSync* core_sync = nullptr;
   // Code without an object whose frames may be on a stack (patches).
   std::vector<CodeUnwindTables> code_tables;
 };

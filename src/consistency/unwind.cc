@@ -591,20 +591,27 @@ void Unwinder::forget_memory() {
 }
 
 void Unwinder::snapshot_stack(RemoteAddr sp, size_t bytes) {
-  forget_memory();
   uint64_t from = sp.value() & ~(kPageSize - 1);
   uint64_t to = (sp.value() + bytes + kPageSize - 1) & ~(kPageSize - 1);
-  std::vector<uint8_t> copy(to - from);
+  StackCopy copy{RemoteAddr(from), std::vector<uint8_t>(to - from)};
   ssize_t n;
   do {
-    n = ::pread(impl_->mem_fd, copy.data(), copy.size(), static_cast<off_t>(from));
+    n = ::pread(impl_->mem_fd, copy.bytes.data(), copy.bytes.size(), static_cast<off_t>(from));
   } while (n < 0 && errno == EINTR);
   // /proc/PID/mem stops at the end of the stack's mapping: what is beyond
   // was never part of the stack.
-  for (uint64_t at = 0; n > 0 && at + kPageSize <= static_cast<uint64_t>(n); at += kPageSize) {
+  copy.bytes.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  snapshot_stack(copy);
+}
+
+void Unwinder::snapshot_stack(const StackCopy& copy) {
+  forget_memory();
+  uint64_t from = copy.from.value();
+  if (from % kPageSize != 0) fail("internal: a stack copy must start at a page boundary");
+  for (uint64_t at = 0; at + kPageSize <= copy.bytes.size(); at += kPageSize) {
     auto page = std::make_unique<Impl::Page>();
     page->readable = true;
-    std::memcpy(page->bytes.data(), copy.data() + at, kPageSize);
+    std::memcpy(page->bytes.data(), copy.bytes.data() + at, kPageSize);
     impl_->pages[from + at] = std::move(page);
   }
   impl_->frozen = true;

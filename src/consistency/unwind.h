@@ -24,6 +24,13 @@ struct Backtrace {
   std::string problem;   // why it stopped early
 };
 
+// Bytes of a thread's stack read while it was held, for unwinding it after it
+// was let go (Unwinder::snapshot_stack).
+struct StackCopy {
+  RemoteAddr from;
+  std::vector<uint8_t> bytes;
+};
+
 // Code that no loaded object describes (a patch's code or its thunks, in a
 // mapping of suture's own), and the .eh_frame lists in the target that do
 // (consistency/eh-frame-index.h). Without them a backtrace could not be
@@ -60,6 +67,8 @@ class Unwinder {
   // the unwinds since stayed within that (false: a frame lay beyond the copy,
   // the backtrace stopped there and must be taken again from a held thread).
   void snapshot_stack(RemoteAddr sp, size_t bytes);
+  // The same from a copy made earlier: whole pages from a page boundary.
+  void snapshot_stack(const StackCopy& copy);
   bool thaw();
 
  private:

@@ -221,12 +221,13 @@ Prepared prepare(process::Tracee& tracee, TargetModel& model, UndoLog& undo,
 
 // Zero-suspend: the entries change while the target runs.
 consistency::LiveSwitchReport switch_live(pid_t pid, const std::vector<Prepared>& prepared,
-                                          std::chrono::milliseconds timeout, pid_t helper,
+                                          std::chrono::milliseconds timeout, const process::Tracee& tracee,
                                           std::vector<consistency::CodeUnwindTables> code_tables, UndoLog& undo) {
   std::vector<consistency::EntryChange> changes;
   consistency::LiveSwitchOptions options;
   options.timeout = timeout;
-  options.helper = helper;
+  options.helper = tracee.helper();
+  options.core_sync = tracee.core_sync();
   options.code_tables = std::move(code_tables);
   for (const auto& p : prepared) {
     for (const auto& d : p.record.redirects)
@@ -376,7 +377,7 @@ ApplyReport apply(pid_t pid, const std::vector<PatchInput>& patches, const Apply
   }
   if (options.mode == Mode::zero_suspend) {
     report.mode = Mode::zero_suspend;
-    report.live = switch_live(pid, prepared, options.timeout, tracee.helper(), code_tables, undo);
+    report.live = switch_live(pid, prepared, options.timeout, tracee, code_tables, undo);
     report.live.helper = helper->tid();
     report.live.no_helper = helper->why_not();
     for (auto& p : prepared) {

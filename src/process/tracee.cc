@@ -224,6 +224,7 @@ struct Tracee::Impl {
   // When we last looked for stops of attached threads and found none.
   Clock::time_point quiet_since{};
   pid_t helper = 0;  // suture's own thread (Tracee::set_helper)
+  const CoreSync* core_sync = nullptr;  // the helper's, if it serves them
   std::optional<ScopedRunBoost> helper_raised;  // while expect_traps
   std::optional<RemoteAddr> syscall_insn;
   std::optional<RemoteAddr> trap_insn;
@@ -604,6 +605,7 @@ struct Tracee::Impl {
     if (helper != 0 && work == Tracee::Work::syscalls && !holding_all) {
       if (hold_helper()) return worker = helper;
       helper = 0;  // gone: back to the target's own threads
+      core_sync = nullptr;
     }
     if (holding_all) {
       worker = pick_held();
@@ -1286,7 +1288,10 @@ struct Tracee::Impl {
                       std::chrono::duration_cast<std::chrono::seconds>(kStepTimeout).count());
       if (next->kind == StopKind::Gone) {
         forget(tid);
-        if (helper == tid) helper = 0;
+        if (helper == tid) {
+          helper = 0;
+          core_sync = nullptr;
+        }
         return;
       }
       // Anything else (a signal stop) is for a thread that is about to end.
@@ -1516,9 +1521,14 @@ std::vector<pid_t> Tracee::threads() const {
   return all;
 }
 
-void Tracee::set_helper(pid_t tid) { impl_->helper = tid; }
+void Tracee::set_helper(pid_t tid, const CoreSync* core_sync) {
+  impl_->helper = tid;
+  impl_->core_sync = tid != 0 ? core_sync : nullptr;
+}
 
 pid_t Tracee::helper() const { return impl_->helper; }
+
+const CoreSync* Tracee::core_sync() const { return impl_->core_sync; }
 
 void Tracee::end_thread(pid_t tid) { impl_->end_thread(tid); }
 

@@ -28,6 +28,8 @@
 
 namespace suture::process {
 
+class CoreSync;
+
 // {SIGCHLD}: the signal by which the kernel tells a tracer of a stop.
 inline sigset_t sigchld_set() {
   sigset_t set;
@@ -121,9 +123,11 @@ class Tracee {
   // --- suture's own thread in the target (process/helper-thread.h) ---------------
   //
   // A thread that serves no one: hold_one() takes it first for system calls,
-  // and its holds are not counted in longest_hold(). 0 for none.
-  void set_helper(pid_t tid);
+  // and its holds are not counted in longest_hold(). 0 for none. `core_sync`,
+  // if the helper serves core syncs without a stop (process/core-sync.h).
+  void set_helper(pid_t tid, const CoreSync* core_sync = nullptr);
   pid_t helper() const;
+  const CoreSync* core_sync() const;
   // Ends a held thread with exit(2) (that thread alone); for a thread suture
   // created. Returns when the kernel reports it gone.
   void end_thread(pid_t tid);

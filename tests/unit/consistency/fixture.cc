@@ -10,9 +10,18 @@
 //             result: 2*s+1 (answer) or 2*s+7 (answer_new), nothing else.
 //             answer() keeps callee-saved registers, so its first five bytes
 //             are several instructions (pushes).
+//   faulter   on "fault MODE": calls entry_fault(nullptr), whose second
+//             instruction, inside the bytes a jump at its entry covers, takes
+//             SIGSEGV; the handler says "faulted" and never returns (spins,
+//             or sleeps; spin-altstack spins on an alternate signal stack).
+//             So a signal frame returns into those bytes for good.
+//   spinner   on "spin": runs outer_spin -> inner_spin, which spins for good
+//             without a system call (a thread always on a CPU or waiting for
+//             one, with an old function below its top frame).
 //   main      reads commands on stdin: "ping" (answers "pong"), "linger MS",
 //             "counts" (answers "counts OLD NEW BAD": hammer results so far),
-//             "catch-sigtrap" (installs a SIGTRAP handler; answers "caught").
+//             "catch-sigtrap" (installs a SIGTRAP handler; answers "caught"),
+//             "fault spin|sleep|spin-altstack" (see faulter), "spin".
 //             With --hammers-block-sigtrap 1 the hammers block SIGTRAP.
 //
 // It prints "fn NAME ADDRESS SIZE" for the functions the tests look for (from
@@ -23,6 +32,7 @@
 #include <link.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,6 +65,16 @@ void say(const std::string& line) {
 void sleep_ms(long ms) {
   timespec ts{ms / 1000, (ms % 1000) * 1'000'000};
   while (nanosleep(&ts, &ts) != 0) {
+  }
+}
+
+int g_fault_mode = 0;  // 1 spin, 2 sleep, 3 spin on an alternate signal stack
+
+void on_fault(int, siginfo_t*, void*) {
+  say("faulted");
+  while (g_forever) {
+    if (g_fault_mode == 2) sleep_ms(1000);
+    asm volatile("" ::: "memory");
   }
 }
 
@@ -116,6 +136,46 @@ __attribute__((noinline, noclone)) long idle(int fd) {
   asm volatile("" ::: "memory");
   return n == sizeof ms ? ms : -1;
 }
+
+// Fixed bytes: a 4-byte nop, then a 3-byte load at entry + 4.
+long entry_fault(const long* p);
+asm(R"(
+  .text
+  .globl entry_fault
+  .type entry_fault, @function
+entry_fault:
+  .cfi_startproc
+  nopl 0(%rax)
+  movq (%rdi), %rax
+  ret
+  .cfi_endproc
+  .size entry_fault, .-entry_fault
+)");
+
+__attribute__((noinline, noclone)) long inner_spin() {
+  long n = 0;
+  while (g_forever) asm volatile("" : "+r"(n));
+  return n;
+}
+
+// Fixed bytes: a 4-byte nop under the first byte of a jump, then the call.
+long outer_spin();
+asm(R"(
+  .text
+  .globl outer_spin
+  .type outer_spin, @function
+outer_spin:
+  .cfi_startproc
+  nopl 0(%rax)
+  subq $8, %rsp
+  .cfi_adjust_cfa_offset 8
+  call inner_spin
+  addq $8, %rsp
+  .cfi_adjust_cfa_offset -8
+  ret
+  .cfi_endproc
+  .size outer_spin, .-outer_spin
+)");
 
 __attribute__((noinline, noclone)) long mix(long x) {
   asm volatile("" : "+r"(x));
@@ -183,6 +243,22 @@ void* deep_main(void* arg) {
   g_started.fetch_add(1);
   recurse(kDepth);
   return nullptr;
+}
+
+void* faulter_main(void*) {
+  pthread_setname_np(pthread_self(), "faulter");
+  if (g_fault_mode == 3) {
+    stack_t alt{};
+    alt.ss_size = 64 * 1024;
+    alt.ss_sp = mmap(nullptr, alt.ss_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (alt.ss_sp == MAP_FAILED || sigaltstack(&alt, nullptr) != 0) std::exit(4);
+  }
+  return reinterpret_cast<void*>(entry_fault(nullptr));
+}
+
+void* spinner_main(void*) {
+  pthread_setname_np(pthread_self(), "spinner");
+  return reinterpret_cast<void*>(outer_spin());
 }
 
 void* lingerer_main(void* arg) {
@@ -257,6 +333,8 @@ int main(int argc, char** argv) {
   print_function("linger");
   print_function("idle");
   print_function("nobody");
+  print_function("entry_fault");
+  print_function("outer_spin");
   print_function("answer");
   print_function("answer_new");
   print_function("parked_main");
@@ -287,6 +365,20 @@ int main(int argc, char** argv) {
       action.sa_handler = [](int) {};
       sigaction(SIGTRAP, &action, nullptr);
       say("caught");
+    } else if (std::strncmp(line, "spin", 4) == 0 && (line[4] == '\n' || line[4] == '\0')) {
+      pthread_t spinner;
+      if (pthread_create(&spinner, &attr, spinner_main, nullptr) != 0) return 3;
+      say("spinning");
+    } else if (std::strncmp(line, "fault ", 6) == 0) {
+      std::string mode(line + 6, std::strcspn(line + 6, "\n"));
+      g_fault_mode = mode == "spin" ? 1 : mode == "sleep" ? 2 : mode == "spin-altstack" ? 3 : 0;
+      if (g_fault_mode == 0) return 5;
+      struct sigaction action {};
+      action.sa_sigaction = on_fault;
+      action.sa_flags = SA_SIGINFO | (g_fault_mode == 3 ? SA_ONSTACK : 0);
+      sigaction(SIGSEGV, &action, nullptr);
+      pthread_t faulter;
+      if (pthread_create(&faulter, &attr, faulter_main, nullptr) != 0) return 3;
     }
   }
   return 0;

@@ -190,5 +190,73 @@ TEST_F(LiveSwitchTest, RollsBackWhenTheCodeToLeaveStaysBusy) {
   expect_untraced_and_responding(fixture_);
 }
 
+// A thread that never blocks, inside outer_spin (below its top frame, in
+// inner_spin): held once mid-switch, let go when its copied stack holds no
+// boundary, and unwound after the switch; the report names it.
+TEST(LiveSwitchOldFrames, ABusyThreadInAnOldFunctionIsReportedFromItsCopiedStack) {
+  FixtureProcess fixture({"--parked", "1"});
+  process::Memory memory(fixture.pid());
+  fixture.send("spin");
+  fixture.expect("spinning");
+  std::this_thread::sleep_for(20ms);  // into inner_spin
+  RemoteRange outer = fixture.function("outer_spin");
+  RemoteAddr target = fixture.function("nobody").start;
+  auto jump = redirect::plan_entry_jump("outer_spin", outer.start, memory.read(outer.start, outer.size), target);
+  ASSERT_EQ(jump.site, outer.start);
+  LiveSwitchOptions options;
+  options.old_code = {{outer, "outer_spin"}};
+  EntryChange change{"outer_spin", jump.site, jump.original, jump.jump, target};
+  auto report = switch_entries_live(fixture.pid(), {change}, options);
+  EXPECT_GE(report.threads_held, 1u);
+  ASSERT_EQ(report.old_frames.size(), 1u);
+  EXPECT_EQ(report.old_frames[0].thread_name, "spinner");
+  EXPECT_EQ(report.old_frames[0].function, "outer_spin");
+  EXPECT_TRUE(report.old_frames[0].backtrace.complete) << report.old_frames[0].backtrace.problem;
+  EXPECT_EQ(memory.read(jump.site, jump.jump.size()), jump.jump);
+  switch_entries_live(fixture.pid(), {{"outer_spin", jump.site, jump.jump, jump.original, target}}, {});  // back
+  EXPECT_EQ(memory.read(jump.site, jump.original.size()), jump.original);
+  expect_untraced_and_responding(fixture);
+}
+
+// A thread whose signal frame returns into the bytes the jump covers (it
+// faulted on entry_fault's second instruction and its handler never returns):
+// the switch waits for it, then refuses, and the entry stays as it was. With
+// the handler spinning the thread is held and its stack copied, and that copy
+// holds the boundary the signal frame saved; asleep, it is unwound blocked; on
+// an alternate signal stack, only an unwind finds the frame.
+class LiveSwitchSignalFrameTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  LiveSwitchSignalFrameTest() : fixture_({"--parked", "1"}), memory_(fixture_.pid()) {}
+  FixtureProcess fixture_;
+  process::Memory memory_;
+};
+
+TEST_P(LiveSwitchSignalFrameTest, RefusesWhileAFrameReturnsIntoTheChangingBytes) {
+  fixture_.send("fault " + GetParam());
+  fixture_.expect("faulted");
+  RemoteRange entry = fixture_.function("entry_fault");
+  auto jump = redirect::plan_entry_jump("entry_fault", entry.start, memory_.read(entry.start, entry.size),
+                                        fixture_.function("nobody").start);
+  ASSERT_EQ(jump.site, entry.start) << "the jump covers the 4-byte nop and the load's first byte";
+  LiveSwitchOptions options;
+  options.timeout = 300ms;
+  try {
+    EntryChange change{"entry_fault", jump.site, jump.original, jump.jump, fixture_.function("nobody").start};
+    switch_entries_live(fixture_.pid(), {change}, options);
+    FAIL() << "switched while a signal frame returns to entry_fault + 4";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("would return into the first bytes"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(memory_.read(jump.site, jump.original.size()), jump.original);
+  expect_untraced_and_responding(fixture_);
+}
+
+INSTANTIATE_TEST_SUITE_P(Handlers, LiveSwitchSignalFrameTest, ::testing::Values("spin", "sleep", "spin-altstack"),
+                         [](const auto& param) {
+                           std::string name = param.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
+
 }  // namespace
 }  // namespace suture::consistency

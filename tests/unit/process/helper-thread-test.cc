@@ -3,6 +3,7 @@
 // short, no stray SIGTRAP, nothing left behind.
 #include "process/helper-thread.h"
 
+#include <linux/membarrier.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -95,6 +96,55 @@ TEST(HelperThread, RunsSystemCallsOnAThreadOfItsOwnAndLeavesNothingBehind) {
     EXPECT_EQ(fixture.expect("read "), fmt::format("read {} {}", round % 2, text));
   }
   // The padding the trampoline used has its zeros back.
+  EXPECT_EQ(code_tails(fixture.pid(), tracee.memory()), tails_before);
+  expect_unharmed(fixture);
+}
+
+size_t helper_pages(pid_t pid) {
+  size_t n = 0;
+  for (const Mapping& m : read_maps(pid)) n += m.path.rfind("/memfd:suture-helper", 0) == 0;
+  return n;
+}
+
+// Core syncs run on the helper with nothing of the process traced: the result
+// is the target's (EPERM before it registered for them, 0 after), a thousand
+// in a row all answered, and the page goes with the helper.
+TEST(HelperThread, SerializesCoresWithoutAStopAndTakesItsPageAlong) {
+  FixtureProcess fixture(FIXTURE_PATH);
+  Tracee tracee(fixture.pid());
+  auto tails_before = code_tails(fixture.pid(), tracee.memory());
+  pid_t helper_tid = 0;
+  {
+    HelperThread helper(tracee);
+    ASSERT_EQ(helper.why_not(), "");
+    ASSERT_NE(helper.core_sync(), nullptr) << helper.why_not_core_sync();
+    EXPECT_EQ(tracee.core_sync(), helper.core_sync());
+    helper_tid = helper.tid();
+    EXPECT_EQ(helper_pages(fixture.pid()), 1u);
+    tracee.release_all();
+    for (pid_t tid : list_threads(fixture.pid())) {
+      auto tracer = status_field(fixture.pid(), tid, "TracerPid");  // nullopt: a thread that ended meanwhile
+      if (tracer) {
+        EXPECT_EQ(*tracer, "0") << "thread " << tid;
+      }
+    }
+    EXPECT_EQ(helper.core_sync()->run(1s), -EPERM);
+    tracee.hold_one();
+    ASSERT_EQ(tracee.syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0), 0);
+    tracee.release_all();
+    for (int i = 0; i < 1000; ++i) ASSERT_EQ(helper.core_sync()->run(1s), 0) << "sync " << i;
+    // A system call through ptrace meanwhile leaves it serving.
+    EXPECT_EQ(tracee.hold_one(), helper_tid);
+    EXPECT_EQ(tracee.syscall(SYS_gettid), helper_tid);
+    tracee.release_all();
+    EXPECT_EQ(helper.core_sync()->run(1s), 0);
+  }
+  EXPECT_EQ(tracee.core_sync(), nullptr);
+  EXPECT_EQ(helper_pages(fixture.pid()), 0u);
+  auto deadline = std::chrono::steady_clock::now() + 2s;
+  while (alive(fixture.pid(), helper_tid) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(1ms);
+  EXPECT_FALSE(alive(fixture.pid(), helper_tid));
   EXPECT_EQ(code_tails(fixture.pid(), tracee.memory()), tails_before);
   expect_unharmed(fixture);
 }
