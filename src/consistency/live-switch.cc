@@ -68,6 +68,7 @@
 
 #include "common/error.h"
 #include "common/interrupt.h"
+#include "common/page.h"
 #include "process/core-sync.h"
 #include "process/maps.h"
 #include "process/proc-files.h"
@@ -90,7 +91,6 @@ constexpr uint64_t kSigtrapBit = 1ULL << (SIGTRAP - 1);
 // than the copy is unwound while held.
 constexpr uint64_t kLongestExactCopy = 1024 * 1024;
 constexpr size_t kStackCopy = 64 * 1024;
-constexpr uint64_t kPageSize = 4096;
 constexpr std::chrono::milliseconds kCoreSyncTimeout{500};
 
 size_t stack_copy_size(const user_regs_struct& regs) {
@@ -325,17 +325,10 @@ class Switch {
     return true;
   }
 
-  // A system call in one thread of the target, held alone for it.
+  // A system call in one thread of the target, held alone for it; then the
+  // traps that came meanwhile are served.
   int64_t remote(long number, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0) {
-    tracee_.hold_one();
-    int64_t result;
-    try {
-      result = tracee_.syscall(number, a1, a2, a3);
-    } catch (...) {
-      tracee_.release_all();
-      throw;
-    }
-    tracee_.release_all();
+    int64_t result = tracee_.brief_syscall(number, a1, a2, a3);
     tracee_.poll(std::chrono::microseconds(0));
     return result;
   }
@@ -458,8 +451,8 @@ class Switch {
     else
       return std::nullopt;
     if (top - regs.rsp > kLongestExactCopy) return std::nullopt;
-    uint64_t from = regs.rsp & ~(kPageSize - 1);
-    StackCopy copy{RemoteAddr(from), std::vector<uint8_t>(((top + kPageSize - 1) & ~(kPageSize - 1)) - from)};
+    uint64_t from = page_down(regs.rsp);
+    StackCopy copy{RemoteAddr(from), std::vector<uint8_t>(page_up(top) - from)};
     if (tracee_.memory().read_partial(copy.from, copy.bytes) != copy.bytes.size()) return std::nullopt;
     return WholeStack{std::move(copy), top};
   }

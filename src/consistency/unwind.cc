@@ -62,6 +62,7 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "common/page.h"
 #include "consistency/eh-frame-index.h"
 
 // libunwind exports its eh_frame_hdr search but no header declares it.
@@ -71,7 +72,6 @@ extern "C" int UNW_OBJ(dwarf_search_unwind_table)(unw_addr_space_t as, unw_word_
 namespace suture::consistency {
 namespace {
 
-constexpr uint64_t kPageSize = 4096;
 
 // Tables made for code without an object (Impl::made_table) are read by
 // libunwind at addresses from here: above user space, so no read of the
@@ -221,7 +221,7 @@ struct Unwinder::Impl {
     if (address >= kMadeTables) return read_made(address, out, size);
     auto* to = static_cast<uint8_t*>(out);
     while (size > 0) {
-      uint64_t page_address = address & ~(kPageSize - 1);
+      uint64_t page_address = page_down(address);
       const Page* page = page_at(page_address);
       if (!page->readable) return false;
       size_t in_page = static_cast<size_t>(address - page_address);
@@ -302,7 +302,7 @@ struct Unwinder::Impl {
     uint64_t low = ~0ull, high = 0;
     for (const Elf64_Phdr& p : phdrs) {
       if (p.p_type == PT_LOAD) {
-        if (!bias && (p.p_offset & ~(kPageSize - 1)) == 0) bias = first->start - (p.p_vaddr & ~(kPageSize - 1));
+        if (!bias && page_down(p.p_offset) == 0) bias = first->start - page_down(p.p_vaddr);
         low = std::min(low, p.p_vaddr);
         high = std::max(high, p.p_vaddr + p.p_memsz);
       } else if (p.p_type == PT_GNU_EH_FRAME) {
@@ -385,7 +385,7 @@ struct Unwinder::Impl {
     object.hdr = base;
     object.table = next_made;
     object.fde_count = pairs.size();
-    next_made += (bytes.size() + kPageSize) & ~(kPageSize - 1);
+    next_made += page_down(bytes.size() + kPageSize);
     made.emplace(object.table, std::move(bytes));
     return object;
   }
@@ -591,8 +591,8 @@ void Unwinder::forget_memory() {
 }
 
 void Unwinder::snapshot_stack(RemoteAddr sp, size_t bytes) {
-  uint64_t from = sp.value() & ~(kPageSize - 1);
-  uint64_t to = (sp.value() + bytes + kPageSize - 1) & ~(kPageSize - 1);
+  uint64_t from = page_down(sp.value());
+  uint64_t to = page_up(sp.value() + bytes);
   StackCopy copy{RemoteAddr(from), std::vector<uint8_t>(to - from)};
   ssize_t n;
   do {

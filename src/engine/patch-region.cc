@@ -21,25 +21,8 @@ void check_result(int64_t result, const char* what) {
 
 }  // namespace
 
-int64_t remote_syscall(process::Tracee& tracee, long number, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
-                       uint64_t a5, uint64_t a6) {
-  // With nothing held, one thread is held for this call alone: a hold lasts one
-  // system call (tens of microseconds), never a sequence of them.
-  if (!tracee.held_threads().empty()) return tracee.syscall(number, a1, a2, a3, a4, a5, a6);
-  tracee.hold_one();
-  int64_t result;
-  try {
-    result = tracee.syscall(number, a1, a2, a3, a4, a5, a6);
-  } catch (...) {
-    tracee.release_all();
-    throw;
-  }
-  tracee.release_all();
-  return result;
-}
-
 void unmap_region(process::Tracee& tracee, RemoteRange range) {
-  check_result(remote_syscall(tracee, SYS_munmap, range.start.value(), range.size), "munmap");
+  check_result(tracee.brief_syscall(SYS_munmap, range.start.value(), range.size), "munmap");
 }
 
 PatchRegion::PatchRegion(process::Tracee& tracee, UndoLog& undo, RemoteRange near, uint64_t size,
@@ -49,7 +32,7 @@ PatchRegion::PatchRegion(process::Tracee& tracee, UndoLog& undo, RemoteRange nea
   auto maps = process::read_maps(tracee.pid());
   auto where = process::find_free_near(maps, near, size);
   if (!where) fail("no free address space within 2 GiB of {}..{} for {} bytes of patch", near.start, near.end(), size);
-  int64_t got = remote_syscall(tracee, SYS_mmap, where->value(), size, PROT_READ | PROT_WRITE,
+  int64_t got = tracee.brief_syscall(SYS_mmap, where->value(), size, PROT_READ | PROT_WRITE,
                                MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, static_cast<uint64_t>(-1), 0);
   check_result(got, "mmap (reserving patch space)");
   range_ = {RemoteAddr(static_cast<uint64_t>(got)), size};
@@ -63,12 +46,12 @@ PatchRegion::PatchRegion(process::Tracee& tracee, UndoLog& undo, RemoteRange nea
   std::vector<uint8_t> name_bytes(name.begin(), name.end());
   name_bytes.push_back(0);
   tracee.memory().write(range_.start, name_bytes);
-  int64_t fd = remote_syscall(tracee, SYS_memfd_create, range_.start.value(), MFD_CLOEXEC);
+  int64_t fd = tracee.brief_syscall(SYS_memfd_create, range_.start.value(), MFD_CLOEXEC);
   check_result(fd, "memfd_create");
   *remote_fd_ = static_cast<int>(fd);
   // The undo owns a share of the descriptor number: it may run after this object is gone.
   undo.push("close the patch's memfd in the target", [&tracee, remote_fd = remote_fd_] {
-    if (*remote_fd >= 0) remote_syscall(tracee, SYS_close, static_cast<uint64_t>(*remote_fd));
+    if (*remote_fd >= 0) tracee.brief_syscall(SYS_close, static_cast<uint64_t>(*remote_fd));
     *remote_fd = -1;
   });
   std::string local_path = fmt::format("/proc/{}/fd/{}", tracee.pid(), *remote_fd_);
@@ -96,12 +79,12 @@ void PatchRegion::map(const std::vector<RegionPart>& parts) {
   for (const auto& part : parts) {
     if (part.size == 0) continue;
     RemoteAddr at = range_.start + static_cast<int64_t>(part.offset);
-    int64_t got = remote_syscall(tracee_, SYS_mmap, at.value(), part.size, static_cast<uint64_t>(part.prot),
+    int64_t got = tracee_.brief_syscall(SYS_mmap, at.value(), part.size, static_cast<uint64_t>(part.prot),
                                  MAP_PRIVATE | MAP_FIXED, static_cast<uint64_t>(*remote_fd_), part.offset);
     check_result(got, "mmap (patch part)");
     if (RemoteAddr(static_cast<uint64_t>(got)) != at) fail("patch part mapped at {:#x}, not {}", got, at);
   }
-  int64_t closed = remote_syscall(tracee_, SYS_close, static_cast<uint64_t>(*remote_fd_));
+  int64_t closed = tracee_.brief_syscall(SYS_close, static_cast<uint64_t>(*remote_fd_));
   check_result(closed, "close (patch memfd)");
   *remote_fd_ = -1;
 }

@@ -52,10 +52,6 @@ class PatchRegion {
   int local_fd_ = -1;
 };
 
-// Runs a system call in the tracee, holding one thread for it when none is held.
-int64_t remote_syscall(process::Tracee& tracee, long number, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0,
-                       uint64_t a4 = 0, uint64_t a5 = 0, uint64_t a6 = 0);
-
 // Unmaps a region of a patch (revert, or undo of a failed apply).
 void unmap_region(process::Tracee& tracee, RemoteRange range);
 

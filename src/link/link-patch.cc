@@ -55,12 +55,12 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "common/page.h"
 #include "link/x86-64-relocations.h"
 
 namespace suture::link {
 namespace {
 
-constexpr uint64_t kPageSize = 4096;
 constexpr uint64_t kTableAlign = 16;
 constexpr uint64_t kSlotSize = 8;
 constexpr uint64_t kPairSize = 16;

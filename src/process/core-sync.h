@@ -20,13 +20,14 @@
 #include <cstdint>
 #include <optional>
 
+#include "common/page.h"
 #include "common/remote-addr.h"
 
 namespace suture::process {
 
 class CoreSync {
  public:
-  static constexpr uint64_t kRequestAt = 0, kDoneAt = 4, kResultAt = 8, kPageSize = 4096;
+  static constexpr uint64_t kRequestAt = 0, kDoneAt = 4, kResultAt = 8, kPageSize = suture::kPageSize;
 
   // `fd` is suture's descriptor of the shared memfd (mapped here, then closed);
   // `remote` is where the target maps it. Throws Error if it cannot be mapped.

@@ -237,9 +237,7 @@ void HelperThread::start_core_sync() {
   auto call = [&](long number, std::initializer_list<uint64_t> args, const char* what) {
     std::vector<uint64_t> a(args);
     a.resize(6, 0);
-    tracee_.hold_one();
-    int64_t r = tracee_.syscall(number, a[0], a[1], a[2], a[3], a[4], a[5]);
-    tracee_.release_all();
+    int64_t r = tracee_.brief_syscall(number, a[0], a[1], a[2], a[3], a[4], a[5]);
     if (r < 0 && r > -4096) fail("{} in process {} failed: {}", what, pid, errno_text(static_cast<int>(-r)));
     return r;
   };

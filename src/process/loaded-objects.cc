@@ -36,13 +36,13 @@
 #include <thread>
 
 #include "common/error.h"
+#include "common/page.h"
 #include "elf/elf-file.h"
 #include "process/proc-files.h"
 
 namespace suture::process {
 namespace {
 
-constexpr uint64_t kPageSize = 4096;
 constexpr size_t kMaxObjects = 65536;       // a longer link_map list is a corrupt (or cyclic) one
 constexpr size_t kMaxDynamicEntries = 4096;
 
@@ -65,8 +65,8 @@ struct Headers {
     uint64_t lo = UINT64_MAX, hi = 0;
     for (const auto& p : segments) {
       if (p.p_type != PT_LOAD) continue;
-      lo = std::min(lo, p.p_vaddr & ~(kPageSize - 1));
-      hi = std::max(hi, (p.p_vaddr + p.p_memsz + kPageSize - 1) & ~(kPageSize - 1));
+      lo = std::min(lo, page_down(p.p_vaddr));
+      hi = std::max(hi, page_up(p.p_vaddr + p.p_memsz));
     }
     return lo < hi ? std::pair{lo, hi} : std::pair<uint64_t, uint64_t>{0, 0};
   }
@@ -74,7 +74,7 @@ struct Headers {
   // mapping at file offset 0.
   std::optional<uint64_t> first_load() const {
     for (const auto& p : segments)
-      if (p.p_type == PT_LOAD) return p.p_vaddr & ~(kPageSize - 1);
+      if (p.p_type == PT_LOAD) return page_down(p.p_vaddr);
     return std::nullopt;
   }
 };

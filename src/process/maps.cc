@@ -21,12 +21,12 @@
 #include <string_view>
 
 #include "common/error.h"
+#include "common/page.h"
 #include "process/proc-files.h"
 
 namespace suture::process {
 namespace {
 
-constexpr uint64_t kPageSize = 4096;
 constexpr uint64_t kUserTop = 0x7ffffffff000ULL;
 constexpr uint64_t kStackGuardGap = 1ULL << 20;  // the kernel's stack_guard_gap
 constexpr uint64_t kStackReserve = 8ULL << 20;   // the usual RLIMIT_STACK
@@ -126,7 +126,7 @@ std::vector<Mapping> read_maps(pid_t pid) {
 std::optional<RemoteAddr> find_free_near(const std::vector<Mapping>& maps, RemoteRange near, uint64_t size,
                                          uint64_t reach) {
   if (size == 0) return std::nullopt;
-  size = (size + kPageSize - 1) & ~(kPageSize - 1);
+  size = page_up(size);
   const uint64_t near_lo = near.start.value();
   const uint64_t near_hi = near.end().value();
   if (near_hi - near_lo > reach) return std::nullopt;
@@ -155,8 +155,8 @@ std::optional<RemoteAddr> find_free_near(const std::vector<Mapping>& maps, Remot
   auto consider_gap = [&](uint64_t gap_lo, uint64_t gap_hi) {
     gap_lo = std::max(gap_lo, lowest);
     gap_hi = std::min(gap_hi, highest);
-    gap_lo = (gap_lo + kPageSize - 1) & ~(kPageSize - 1);
-    gap_hi &= ~(kPageSize - 1);
+    gap_lo = page_up(gap_lo);
+    gap_hi = page_down(gap_hi);
     if (gap_hi <= gap_lo || gap_hi - gap_lo < size) return;
     // The placement closest to `near` within this gap.
     uint64_t start;

@@ -11,12 +11,12 @@
 #include <utility>
 
 #include "common/error.h"
+#include "common/page.h"
 #include "process/proc-files.h"
 
 namespace suture::process {
 namespace {
 
-constexpr uint64_t kPageSize = 4096;
 
 // One pread/pwrite at a remote address; the offset of /proc/PID/mem is the
 // address itself, which does not fit off_t above 2^63 (kernel space anyway).

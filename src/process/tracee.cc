@@ -1588,6 +1588,21 @@ int64_t Tracee::syscall(long number, uint64_t a1, uint64_t a2, uint64_t a3, uint
   return impl_->syscall(number, {a1, a2, a3, a4, a5, a6});
 }
 
+int64_t Tracee::brief_syscall(long number, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5,
+                              uint64_t a6) {
+  if (!held_threads().empty()) return syscall(number, a1, a2, a3, a4, a5, a6);
+  hold_one();
+  int64_t result;
+  try {
+    result = syscall(number, a1, a2, a3, a4, a5, a6);
+  } catch (...) {
+    release_all();
+    throw;
+  }
+  release_all();
+  return result;
+}
+
 uint64_t Tracee::call(RemoteAddr function, std::vector<uint64_t> args, std::chrono::milliseconds timeout) {
   return impl_->call(function, args, timeout);
 }

@@ -200,6 +200,11 @@ class Tracee {
   // thread's registers afterwards. Returns the raw result (-errno on failure).
   int64_t syscall(long number, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0, uint64_t a4 = 0,
                   uint64_t a5 = 0, uint64_t a6 = 0);
+  // The same with nothing held beforehand: one thread is held for this call
+  // alone and let go right after (a hold of one system call, tens of
+  // microseconds). With threads held, runs in the held one like syscall().
+  int64_t brief_syscall(long number, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0, uint64_t a4 = 0,
+                        uint64_t a5 = 0, uint64_t a6 = 0);
   // Calls a function of the target with up to six integer arguments on a held
   // thread, returning rax. Used for IFUNC resolvers, which take no locks and
   // allocate nothing. Fails after `timeout`.
