@@ -69,7 +69,7 @@
 #include "common/error.h"
 #include "common/interrupt.h"
 #include "common/page.h"
-#include "process/core-sync.h"
+#include "process/syscall-server.h"
 #include "process/maps.h"
 #include "process/proc-files.h"
 #include "consistency/switch-guardian.h"
@@ -351,8 +351,11 @@ class Switch {
   // here, and a thread that traps meanwhile must not wait for that.
   void sync() {
     std::optional<int64_t> answered;
-    if (options_.core_sync && !core_sync_silent_) {
-      auto ask = [&] { return options_.core_sync->run(kCoreSyncTimeout); };
+    if (options_.syscall_server && !core_sync_silent_) {
+      auto ask = [&] {
+        return options_.syscall_server->run(SYS_membarrier, {MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0, 0, 0, 0},
+                                            kCoreSyncTimeout);
+      };
       answered = worker_ ? serving_traps(ask) : ask();
       if (!answered) core_sync_silent_ = true;  // from now on through ptrace
     }

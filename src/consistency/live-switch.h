@@ -26,7 +26,7 @@
 #include "consistency/unwind.h"
 
 namespace suture::process {
-class CoreSync;
+class SyscallServer;
 }
 
 namespace suture::consistency {
@@ -55,9 +55,9 @@ struct LiveSwitchOptions {
   // Suture's helper thread in the target (process/helper-thread.h), 0 for none:
   // it runs the system calls of the switch and is never examined.
   pid_t helper = 0;
-  // The helper's core syncs without a stop (process/core-sync.h), if it
+  // The helper's core syncs without a stop (process/syscall-server.h), if it
   // serves them; else each sync runs on a held thread.
-  const process::CoreSync* core_sync = nullptr;
+  const process::SyscallServer* syscall_server = nullptr;
   // Code without an object whose frames may be on a stack (patches).
   std::vector<CodeUnwindTables> code_tables;
 };

@@ -227,7 +227,7 @@ consistency::LiveSwitchReport switch_live(pid_t pid, const std::vector<Prepared>
   consistency::LiveSwitchOptions options;
   options.timeout = timeout;
   options.helper = tracee.helper();
-  options.core_sync = tracee.core_sync();
+  options.syscall_server = tracee.syscall_server();
   options.code_tables = std::move(code_tables);
   for (const auto& p : prepared) {
     for (const auto& d : p.record.redirects)

@@ -122,7 +122,7 @@ RevertReport revert_live(pid_t pid, process::Tracee& tracee, const TargetModel& 
   consistency::LiveSwitchOptions live;
   live.timeout = options.timeout;
   live.helper = tracee.helper();
-  live.core_sync = tracee.core_sync();
+  live.syscall_server = tracee.syscall_server();
   live.wait_clear = code_of(chosen);
   live.old_code = live.wait_clear;
   live.code_tables = code_unwind_tables(model.records());

@@ -226,7 +226,7 @@ class Transition {
                                      const consistency::LiveSwitchOptions& options) {
     consistency::LiveSwitchOptions with_helper = options;
     with_helper.helper = tracee_.helper();
-    with_helper.core_sync = tracee_.core_sync();
+    with_helper.syscall_server = tracee_.syscall_server();
     with_helper.code_tables = input_.code_tables;
     try {
       return consistency::switch_entries_live(pid_, changes, with_helper);

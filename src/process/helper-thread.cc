@@ -3,7 +3,6 @@
 #include <elf.h>
 #include <fcntl.h>
 #include <linux/futex.h>
-#include <linux/membarrier.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -39,12 +38,13 @@ using Clock = std::chrono::steady_clock;
 // restores, and jumps to where it would have resumed. The child starts at the
 // instruction after the clone with rax = 0 and loops in pause() at 0x8c; its
 // stack pointer is the end of the page, read-only: it never needs a stack.
-// Once the page of process/core-sync.h is mapped (its address at 0xb8), the
-// helper is diverted to 0xc8, where it serves core syncs without a stop: it
+// Once the page of process/syscall-server.h is mapped (its address at 0xb8), the
+// helper is diverted to 0xc8, where it serves system calls without a stop: it
 // waits on the page's request word with futex(), and when it moves makes the
-// membarrier, stores the result, sets the done word and wakes suture.
+// call written in the page, stores the result, sets the done word and wakes
+// suture.
 constexpr uint64_t kChildAt = 0x8c, kMaskAt = 0x98, kResumeAt = 0xa0, kNameAt = 0xa8, kPageAt = 0xb8,
-                   kSyncResumeAt = 0xc0, kSyncAt = 0xc8, kSize = 0x119;
+                   kSyncResumeAt = 0xc0, kSyncAt = 0xc8, kSize = 0x127;
 constexpr uint64_t kCloneFlags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
 static_assert(kCloneFlags < 0x80000000);
 
@@ -93,8 +93,9 @@ std::vector<uint8_t> trampoline(RemoteAddr site, RemoteAddr child_stack) {
   for (char ch : std::string_view("suture-helper")) c.push_back(static_cast<uint8_t>(ch));
   c.push_back(0);
   c.resize(kPageAt, 0);
-  c.resize(kSyncAt, 0);  // the page's address (HelperThread::start_core_sync), divert's resume slot
-  static_assert(CoreSync::kRequestAt == 0 && CoreSync::kDoneAt == 4 && CoreSync::kResultAt == 8);
+  c.resize(kSyncAt, 0);  // the page's address (HelperThread::start_serving), divert's resume slot
+  static_assert(SyscallServer::kRequestAt == 0 && SyscallServer::kDoneAt == 4 && SyscallServer::kResultAt == 8 &&
+                SyscallServer::kNumberAt == 16 && SyscallServer::kArgsAt == 24);
   bytes({0x48, 0x8b, 0x1d}), rel32_to(kPageAt);                // c8 mov rbx, [rip -> page]
   const uint64_t wait = c.size();                              // cf wait:
   bytes({0x8b, 0x13, 0x3b, 0x53, 0x04});                       //    mov edx, [rbx]; cmp edx, [rbx+4]
@@ -103,11 +104,13 @@ std::vector<uint8_t> trampoline(RemoteAddr site, RemoteAddr child_stack) {
   bytes({0x48, 0x89, 0xdf, 0x31, 0xf6, 0x45, 0x31, 0xd2});    //    mov rdi, rbx; FUTEX_WAIT; no timeout
   bytes({0x0f, 0x05});                                         //    syscall (returns unless [rbx] == edx)
   bytes({0xeb, static_cast<uint8_t>(wait - (c.size() + 2))});  //    jmp wait
-  if (c.size() != wait + 0x18) fail("internal: helper core sync loop misassembled");
+  if (c.size() != wait + 0x18) fail("internal: helper system call loop misassembled");
   bytes({0x41, 0x89, 0xd4});                                   // work: mov r12d, edx
-  bytes({0xb8}), u32(SYS_membarrier);                          //    mov eax, SYS_membarrier
-  bytes({0xbf}), u32(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE);
-  bytes({0x31, 0xf6, 0x31, 0xd2, 0x0f, 0x05});                 //    xor esi, esi; xor edx, edx; syscall
+  bytes({0x48, 0x8b, 0x43, 0x10});                             //    mov rax, [rbx+16]: the number
+  bytes({0x48, 0x8b, 0x7b, 0x18, 0x48, 0x8b, 0x73, 0x20});    //    mov rdi, [rbx+24]; mov rsi, [rbx+32]
+  bytes({0x48, 0x8b, 0x53, 0x28, 0x4c, 0x8b, 0x53, 0x30});    //    mov rdx, [rbx+40]; mov r10, [rbx+48]
+  bytes({0x4c, 0x8b, 0x43, 0x38, 0x4c, 0x8b, 0x4b, 0x40});    //    mov r8, [rbx+56]; mov r9, [rbx+64]
+  bytes({0x0f, 0x05});                                         //    syscall
   bytes({0x48, 0x89, 0x43, 0x08});                             //    mov [rbx+8], rax: the result
   bytes({0x44, 0x89, 0x63, 0x04});                             //    mov [rbx+4], r12d: done
   bytes({0xb8}), u32(SYS_futex);                               //    mov eax, SYS_futex
@@ -219,19 +222,19 @@ void HelperThread::start() {
   if (named < 0) fmt::print(stderr, "suture: warning: naming the helper thread failed: {}\n",
                             errno_text(static_cast<int>(-named)));
   try {
-    start_core_sync();
+    start_serving();
   } catch (const TargetGone&) {
     throw;
   } catch (const std::exception& e) {
     tracee_.release_all();
-    why_not_core_sync_ = e.what();
+    why_not_served_ = e.what();
   }
-  tracee_.set_helper(tid_, core_sync_.get());
+  tracee_.set_helper(tid_, server_.get());
 }
 
 // A memfd page mapped shared in the target and here; its descriptor in the
 // target lives only until it is mapped.
-void HelperThread::start_core_sync() {
+void HelperThread::start_serving() {
   const pid_t pid = tracee_.pid();
   RemoteAddr name = site_.start + static_cast<int64_t>(kNameAt);
   auto call = [&](long number, std::initializer_list<uint64_t> args, const char* what) {
@@ -245,16 +248,16 @@ void HelperThread::start_core_sync() {
   bool fd_open = true;  // once closed, its number may be the target's again: never close it twice
   std::optional<RemoteAddr> page;
   try {
-    call(SYS_ftruncate, {static_cast<uint64_t>(remote_fd), CoreSync::kPageSize}, "ftruncate");
+    call(SYS_ftruncate, {static_cast<uint64_t>(remote_fd), SyscallServer::kPageSize}, "ftruncate");
     page = RemoteAddr(static_cast<uint64_t>(call(SYS_mmap,
-                                                 {0, CoreSync::kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED,
+                                                 {0, SyscallServer::kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED,
                                                   static_cast<uint64_t>(remote_fd), 0},
                                                  "mmap")));
     std::string path = fmt::format("/proc/{}/fd/{}", pid, remote_fd);
     int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
     if (fd < 0) fail("cannot open {}: {}", path, errno_text(errno));
     try {
-      core_sync_ = std::make_unique<CoreSync>(fd, *page);
+      server_ = std::make_unique<SyscallServer>(fd, *page);
     } catch (...) {
       ::close(fd);
       throw;
@@ -263,9 +266,9 @@ void HelperThread::start_core_sync() {
     fd_open = false;
     call(SYS_close, {static_cast<uint64_t>(remote_fd)}, "close");
   } catch (...) {
-    core_sync_.reset();
+    server_.reset();
     try {
-      if (page) call(SYS_munmap, {page->value(), CoreSync::kPageSize}, "munmap");
+      if (page) call(SYS_munmap, {page->value(), SyscallServer::kPageSize}, "munmap");
       if (fd_open) {
         fd_open = false;
         call(SYS_close, {static_cast<uint64_t>(remote_fd)}, "close");
@@ -280,8 +283,8 @@ void HelperThread::start_core_sync() {
                          std::span(reinterpret_cast<const uint8_t*>(&at), sizeof at));
   if (tracee_.hold_one() != tid_) {
     tracee_.release_all();
-    core_sync_.reset();
-    call(SYS_munmap, {page->value(), CoreSync::kPageSize}, "munmap");
+    server_.reset();
+    call(SYS_munmap, {page->value(), SyscallServer::kPageSize}, "munmap");
     fail("the helper thread could not be held");
   }
   tracee_.divert(tid_, site_.start + static_cast<int64_t>(kSyncAt), site_.start + static_cast<int64_t>(kSyncResumeAt));
@@ -291,16 +294,16 @@ void HelperThread::stop() {
   if (tid_ != 0) {
     try {
       tracee_.release_all();
-      if (core_sync_) {
+      if (server_) {
         // Back to pause() first: the loop reads the page, which goes next.
-        RemoteAddr page = core_sync_->remote();
+        RemoteAddr page = server_->remote();
         if (tracee_.hold_one() != tid_) fail("the helper thread could not be held");
         tracee_.divert(tid_, site_.start + static_cast<int64_t>(kChildAt),
                        site_.start + static_cast<int64_t>(kSyncResumeAt));
         tracee_.set_helper(tid_, nullptr);
-        core_sync_.reset();
+        server_.reset();
         tracee_.hold_one();
-        int64_t r = tracee_.syscall(SYS_munmap, page.value(), CoreSync::kPageSize);
+        int64_t r = tracee_.syscall(SYS_munmap, page.value(), SyscallServer::kPageSize);
         tracee_.release_all();
         if (r < 0)
           fmt::print(stderr, "suture: warning: the helper's page at {} stays mapped in process {}: {}\n", page,

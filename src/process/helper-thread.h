@@ -11,9 +11,9 @@
 // after an object's code (mapped executable, never run), makes that thread
 // block signals, clone() and go back to exactly where it was, on its own time.
 // The child is the helper: a bare kernel thread of the process that blocks
-// every signal and runs only system calls: those suture single-steps in it,
-// and the core syncs it serves without a stop (process/core-sync.h), waiting
-// in futex() on a page mapped for that (in pause() until the page is there).
+// every signal and runs only system calls: once a page is mapped for that, it
+// serves them without a stop, waiting in futex() (process/syscall-server.h);
+// until then, and when suture holds threads, suture single-steps them in it.
 // It is no pthread (glibc does not know it) and shares the TLS of the thread
 // that created it, so it never runs a function of the target; see
 // Tracee::Work. At the end it goes back to pause(), the page is unmapped, it
@@ -27,7 +27,7 @@
 #include <string>
 
 #include "common/remote-addr.h"
-#include "process/core-sync.h"
+#include "process/syscall-server.h"
 #include "process/tracee.h"
 
 namespace suture::process {
@@ -46,14 +46,14 @@ class HelperThread {
 
   pid_t tid() const { return tid_; }
   const std::string& why_not() const { return why_not_; }
-  // Core syncs without a stop; null if the helper could not map its page
-  // (then why_not_core_sync() says why, and syncs go through ptrace).
-  const CoreSync* core_sync() const { return core_sync_.get(); }
-  const std::string& why_not_core_sync() const { return why_not_core_sync_; }
+  // System calls without a stop; null if the helper could not map its page
+  // (then why_not_served() says why, and they go through ptrace).
+  const SyscallServer* server() const { return server_.get(); }
+  const std::string& why_not_served() const { return why_not_served_; }
 
  private:
   void start();
-  void start_core_sync();
+  void start_serving();
   void stop();
 
   Tracee& tracee_;
@@ -61,8 +61,8 @@ class HelperThread {
   pid_t creator_ = 0;  // the thread sent through the trampoline
   RemoteRange site_;   // the trampoline, while its bytes are ours
   std::string why_not_;
-  std::unique_ptr<CoreSync> core_sync_;
-  std::string why_not_core_sync_;
+  std::unique_ptr<SyscallServer> server_;
+  std::string why_not_served_;
 };
 
 }  // namespace suture::process

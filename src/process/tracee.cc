@@ -79,6 +79,7 @@
 #include "process/proc-files.h"
 #include "process/scheduling-boost.h"
 #include "process/stop-watcher.h"
+#include "process/syscall-server.h"
 
 namespace suture::process {
 namespace {
@@ -219,12 +220,14 @@ struct Tracee::Impl {
   bool kept_raised = false;  // Tracee::keep_raised()
   pid_t controller = 0;      // the thread that called attach_running()
   sigset_t child_signal{};   // {SIGCHLD}
+  pid_t sigchld_taker = 0;   // the thread that blocked it to wait for it (take_sigchld_here())
+  bool sigchld_was_blocked = false;
   // Set by poll_waker(): ends the controller's poll() with nothing handled.
   std::shared_ptr<std::atomic<bool>> woken = std::make_shared<std::atomic<bool>>(false);
   // When we last looked for stops of attached threads and found none.
   Clock::time_point quiet_since{};
   pid_t helper = 0;  // suture's own thread (Tracee::set_helper)
-  const CoreSync* core_sync = nullptr;  // the helper's, if it serves them
+  const SyscallServer* syscall_server = nullptr;  // the helper's, if it serves system calls
   std::optional<ScopedRunBoost> helper_raised;  // while expect_traps
   std::optional<RemoteAddr> syscall_insn;
   std::optional<RemoteAddr> trap_insn;
@@ -282,16 +285,7 @@ struct Tracee::Impl {
         if (state == '\0' || state == 'X' || (state == 'Z' && tid == pid)) return 0;
       }
       if (Clock::now() >= deadline) return std::nullopt;
-      // Attached to running threads, this thread takes SIGCHLD in
-      // sigtimedwait: it sleeps until a stop. Polling instead, raised on the
-      // CPU of the thread it waits for, it woke every few microseconds and
-      // delayed that thread's way to the stop: a busy memcached worker on
-      // suture's CPU took 100-490 us from PTRACE_INTERRUPT to its stop, and
-      // 8-45 us (once 160) sleeping here.
-      if (attached_running)
-        sleep_until_a_stop(deadline);
-      else
-        backoff.pause();
+      sleep_until_a_stop(deadline);
     }
   }
 
@@ -421,7 +415,7 @@ struct Tracee::Impl {
         fail("process {}: thread {} ({}) did not stop within {} s (state {})", pid, tid, thread_name(pid, tid),
              std::chrono::duration_cast<std::chrono::seconds>(kStopTimeout).count(), thread_state(pid, tid));
       }
-      backoff.pause();
+      sleep_until_a_stop(deadline);
     }
   }
 
@@ -614,7 +608,7 @@ struct Tracee::Impl {
     if (helper != 0 && work == Tracee::Work::syscalls && !holding_all) {
       if (hold_helper()) return worker = helper;
       helper = 0;  // gone: back to the target's own threads
-      core_sync = nullptr;
+      syscall_server = nullptr;
     }
     if (holding_all) {
       worker = pick_held();
@@ -722,9 +716,7 @@ struct Tracee::Impl {
     controller = gettid();
     boost.boost_thread(controller);
     quiet_since = Clock::now();  // no stop of ours can be older
-    // Stops are waited for with sigtimedwait(SIGCHLD) (sleep_until_a_stop()).
-    child_signal = sigchld_set();
-    pthread_sigmask(SIG_BLOCK, &child_signal, nullptr);
+    take_sigchld_here();
     // Threads created by attached threads are attached by the kernel; a listing
     // that shows nothing new means nobody unattached is left to create one.
     auto deadline = Clock::now() + kStopTimeout;
@@ -842,12 +834,28 @@ struct Tracee::Impl {
     }
   }
 
+  // Stops are waited for with sigtimedwait(SIGCHLD) (sleep_until_a_stop()):
+  // blocked in the thread that waits, the kernel's SIGCHLD for a stop stays
+  // pending for it. Polling instead (waitpid, then a sleep of a few
+  // microseconds), raised on the CPU of the thread it waits for, suture woke
+  // every few microseconds and delayed that thread's way to the stop: a busy
+  // memcached worker on suture's CPU took 100-490 us from PTRACE_INTERRUPT to
+  // its stop, and 8-45 us (once 160) with this sleep.
+  void take_sigchld_here() {
+    if (sigchld_taker == gettid()) return;
+    child_signal = sigchld_set();
+    sigset_t before;
+    pthread_sigmask(SIG_BLOCK, &child_signal, &before);
+    if (sigchld_taker == 0) sigchld_was_blocked = sigismember(&before, SIGCHLD) == 1;
+    sigchld_taker = gettid();
+  }
+
   // Sleeps until a traced thread stops (the kernel tells its tracer with
-  // SIGCHLD, which attach_running() blocked in this thread so that it waits
-  // here) or the deadline, whichever comes first. A SIGCHLD taken by another
-  // thread of suture is not seen here: each sleep is capped, so that costs at
-  // most the cap. True if woken by a SIGCHLD.
+  // SIGCHLD) or the deadline, whichever comes first. A SIGCHLD taken by
+  // another thread of suture is not seen here: each sleep is capped, so that
+  // costs at most the cap. True if woken by a SIGCHLD.
   bool sleep_until_a_stop(Clock::time_point deadline) {
+    take_sigchld_here();
     constexpr auto kCap = std::chrono::microseconds(500);
     auto span = std::min<Clock::duration>(deadline - Clock::now(), kCap);
     if (span <= Clock::duration::zero()) return false;
@@ -1299,7 +1307,7 @@ struct Tracee::Impl {
         forget(tid);
         if (helper == tid) {
           helper = 0;
-          core_sync = nullptr;
+          syscall_server = nullptr;
         }
         return;
       }
@@ -1463,7 +1471,10 @@ Tracee::Tracee(pid_t pid) {
 }
 
 Tracee::~Tracee() {
-  if (impl_) impl_->release_all();
+  if (!impl_) return;
+  impl_->release_all();
+  if (impl_->sigchld_taker == gettid() && !impl_->sigchld_was_blocked)
+    pthread_sigmask(SIG_UNBLOCK, &impl_->child_signal, nullptr);
 }
 
 pid_t Tracee::pid() const { return impl_->pid; }
@@ -1530,14 +1541,14 @@ std::vector<pid_t> Tracee::threads() const {
   return all;
 }
 
-void Tracee::set_helper(pid_t tid, const CoreSync* core_sync) {
+void Tracee::set_helper(pid_t tid, const SyscallServer* server) {
   impl_->helper = tid;
-  impl_->core_sync = tid != 0 ? core_sync : nullptr;
+  impl_->syscall_server = tid != 0 ? server : nullptr;
 }
 
 pid_t Tracee::helper() const { return impl_->helper; }
 
-const CoreSync* Tracee::core_sync() const { return impl_->core_sync; }
+const SyscallServer* Tracee::syscall_server() const { return impl_->syscall_server; }
 
 void Tracee::end_thread(pid_t tid) { impl_->end_thread(tid); }
 
@@ -1600,6 +1611,14 @@ int64_t Tracee::syscall(long number, uint64_t a1, uint64_t a2, uint64_t a3, uint
 int64_t Tracee::brief_syscall(long number, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5,
                               uint64_t a6) {
   if (!held_threads().empty()) return syscall(number, a1, a2, a3, a4, a5, a6);
+  if (impl_->syscall_server) {
+    auto result = impl_->syscall_server->run(number, {a1, a2, a3, a4, a5, a6}, kStepTimeout);
+    // It may still come: running it again through ptrace could do it twice.
+    if (!result)
+      fail("process {}: the helper thread did not make system call {} within {} s", impl_->pid, number,
+           std::chrono::duration_cast<std::chrono::seconds>(kStepTimeout).count());
+    return *result;
+  }
   hold_one();
   int64_t result;
   try {

@@ -28,7 +28,7 @@
 
 namespace suture::process {
 
-class CoreSync;
+class SyscallServer;
 
 // {SIGCHLD}: the signal by which the kernel tells a tracer of a stop.
 inline sigset_t sigchld_set() {
@@ -123,11 +123,12 @@ class Tracee {
   // --- suture's own thread in the target (process/helper-thread.h) ---------------
   //
   // A thread that serves no one: hold_one() takes it first for system calls,
-  // and its holds are not counted in longest_hold(). 0 for none. `core_sync`,
-  // if the helper serves core syncs without a stop (process/core-sync.h).
-  void set_helper(pid_t tid, const CoreSync* core_sync = nullptr);
+  // and its holds are not counted in longest_hold(). 0 for none. `server`,
+  // if the helper serves system calls without a stop (process/syscall-server.h):
+  // brief_syscall() then goes there.
+  void set_helper(pid_t tid, const SyscallServer* server = nullptr);
   pid_t helper() const;
-  const CoreSync* core_sync() const;
+  const SyscallServer* syscall_server() const;
   // Ends a held thread with exit(2) (that thread alone); for a thread suture
   // created. Returns when the kernel reports it gone.
   void end_thread(pid_t tid);
@@ -200,9 +201,10 @@ class Tracee {
   // thread's registers afterwards. Returns the raw result (-errno on failure).
   int64_t syscall(long number, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0, uint64_t a4 = 0,
                   uint64_t a5 = 0, uint64_t a6 = 0);
-  // The same with nothing held beforehand: one thread is held for this call
-  // alone and let go right after (a hold of one system call, tens of
-  // microseconds). With threads held, runs in the held one like syscall().
+  // The same with nothing held beforehand: made by the helper without a stop
+  // where it serves system calls (set_helper()), else on one thread held for
+  // this call alone and let go right after. With threads held, runs in the
+  // held one like syscall().
   int64_t brief_syscall(long number, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0, uint64_t a4 = 0,
                         uint64_t a5 = 0, uint64_t a6 = 0);
   // Calls a function of the target with up to six integer arguments on a held

@@ -8,6 +8,8 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 
+#include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdlib>
 #include <thread>
@@ -19,6 +21,7 @@
 #include "fixture-process.h"
 #include "process/maps.h"
 #include "process/proc-files.h"
+#include "process/syscall-server.h"
 #include "process/tracee.h"
 
 namespace suture::process {
@@ -106,10 +109,12 @@ size_t helper_pages(pid_t pid) {
   return n;
 }
 
-// Core syncs run on the helper with nothing of the process traced: the result
-// is the target's (EPERM before it registered for them, 0 after), a thousand
-// in a row all answered, and the page goes with the helper.
-TEST(HelperThread, SerializesCoresWithoutAStopAndTakesItsPageAlong) {
+// System calls run on the helper with nothing of the process traced: core
+// syncs get the target's result (EPERM before it registered for them, 0
+// after), a thousand in a row all answered; six arguments reach the kernel
+// (an mmap that shows in the maps, then its munmap); Tracee::brief_syscall
+// goes there; and the page goes with the helper.
+TEST(HelperThread, ServesSystemCallsWithoutAStopAndTakesItsPageAlong) {
   FixtureProcess fixture(FIXTURE_PATH);
   Tracee tracee(fixture.pid());
   auto tails_before = code_tails(fixture.pid(), tracee.memory());
@@ -117,8 +122,8 @@ TEST(HelperThread, SerializesCoresWithoutAStopAndTakesItsPageAlong) {
   {
     HelperThread helper(tracee);
     ASSERT_EQ(helper.why_not(), "");
-    ASSERT_NE(helper.core_sync(), nullptr) << helper.why_not_core_sync();
-    EXPECT_EQ(tracee.core_sync(), helper.core_sync());
+    ASSERT_NE(helper.server(), nullptr) << helper.why_not_served();
+    EXPECT_EQ(tracee.syscall_server(), helper.server());
     helper_tid = helper.tid();
     EXPECT_EQ(helper_pages(fixture.pid()), 1u);
     tracee.release_all();
@@ -128,18 +133,36 @@ TEST(HelperThread, SerializesCoresWithoutAStopAndTakesItsPageAlong) {
         EXPECT_EQ(*tracer, "0") << "thread " << tid;
       }
     }
-    EXPECT_EQ(helper.core_sync()->run(1s), -EPERM);
+    const SyscallServer& server = *helper.server();
+    const std::array<uint64_t, 6> sync_cores{MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0, 0, 0, 0};
+    EXPECT_EQ(server.run(SYS_membarrier, sync_cores, 1s), -EPERM);
     tracee.hold_one();
     ASSERT_EQ(tracee.syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0), 0);
     tracee.release_all();
-    for (int i = 0; i < 1000; ++i) ASSERT_EQ(helper.core_sync()->run(1s), 0) << "sync " << i;
+    for (int i = 0; i < 1000; ++i) ASSERT_EQ(server.run(SYS_membarrier, sync_cores, 1s), 0) << "sync " << i;
+    constexpr uint64_t kHint = 0x5ace0000000;
+    auto mapped = server.run(SYS_mmap, {kHint, 3 * 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+                                        static_cast<uint64_t>(-1), 0}, 1s);
+    ASSERT_EQ(mapped, static_cast<int64_t>(kHint));
+    auto maps = read_maps(fixture.pid());
+    auto it = std::find_if(maps.begin(), maps.end(), [&](const Mapping& m) { return m.start.value() == kHint; });
+    ASSERT_NE(it, maps.end());
+    EXPECT_EQ(it->end.value(), kHint + 3 * 4096);
+    EXPECT_TRUE(it->read && !it->write && !it->exec);
+    EXPECT_EQ(server.run(SYS_munmap, {kHint, 3 * 4096, 0, 0, 0, 0}, 1s), 0);
+    maps = read_maps(fixture.pid());
+    EXPECT_TRUE(std::none_of(maps.begin(), maps.end(), [&](const Mapping& m) { return m.start.value() == kHint; }));
+    // Tracee::brief_syscall goes to it with nothing held.
+    uint32_t answered = server.answered();
+    EXPECT_EQ(tracee.brief_syscall(SYS_gettid), helper_tid);
+    EXPECT_EQ(server.answered(), answered + 1);
     // A system call through ptrace meanwhile leaves it serving.
     EXPECT_EQ(tracee.hold_one(), helper_tid);
     EXPECT_EQ(tracee.syscall(SYS_gettid), helper_tid);
     tracee.release_all();
-    EXPECT_EQ(helper.core_sync()->run(1s), 0);
+    EXPECT_EQ(server.run(SYS_membarrier, sync_cores, 1s), 0);
   }
-  EXPECT_EQ(tracee.core_sync(), nullptr);
+  EXPECT_EQ(tracee.syscall_server(), nullptr);
   EXPECT_EQ(helper_pages(fixture.pid()), 0u);
   auto deadline = std::chrono::steady_clock::now() + 2s;
   while (alive(fixture.pid(), helper_tid) && std::chrono::steady_clock::now() < deadline)
