@@ -5,6 +5,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 
@@ -14,6 +15,7 @@ namespace suture::process {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+constexpr auto kLook = std::chrono::milliseconds(20);  // how often keep_waiting is asked
 
 // Shared (not FUTEX_PRIVATE_FLAG) operations: the waiter is in another process.
 long futex(std::atomic<uint32_t>* word, int op, uint32_t value, const timespec* timeout = nullptr) {
@@ -35,7 +37,8 @@ SyscallServer::~SyscallServer() {
 }
 
 std::optional<int64_t> SyscallServer::run(long number, const std::array<uint64_t, 6>& args,
-                                          std::chrono::microseconds timeout) const {
+                                          std::chrono::microseconds timeout,
+                                          const std::function<bool()>& keep_waiting) const {
   std::lock_guard turn(turn_);
   auto* base = static_cast<uint8_t*>(page_);
   auto* request = reinterpret_cast<std::atomic<uint32_t>*>(base + kRequestAt);
@@ -53,8 +56,8 @@ std::optional<int64_t> SyscallServer::run(long number, const std::array<uint64_t
     uint32_t seen = done->load();
     if (seen == asked) return result->load();
     auto left = deadline - Clock::now();
-    if (left <= Clock::duration::zero()) return std::nullopt;
-    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+    if (left <= Clock::duration::zero() || (keep_waiting && !keep_waiting())) return std::nullopt;
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::min<Clock::duration>(left, kLook)).count();
     timespec wait{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
     futex(done, FUTEX_WAIT, seen, &wait);  // returns at once if done moved on meanwhile
   }

@@ -22,6 +22,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 
@@ -44,10 +45,11 @@ class SyscallServer {
 
   RemoteAddr remote() const { return remote_; }
   // One system call by the helper: its result (-errno on failure), or nullopt
-  // if the helper did not answer in `timeout` (it may still make the call).
+  // if the helper did not answer in `timeout` or `keep_waiting` (asked every
+  // 20 ms while it waits) said to stop; the helper may still make the call.
   // Callers on several threads take turns.
-  std::optional<int64_t> run(long number, const std::array<uint64_t, 6>& args,
-                             std::chrono::microseconds timeout) const;
+  std::optional<int64_t> run(long number, const std::array<uint64_t, 6>& args, std::chrono::microseconds timeout,
+                             const std::function<bool()>& keep_waiting = {}) const;
   // How many calls the helper has made for this page so far.
   uint32_t answered() const;
 

@@ -172,6 +172,24 @@ TEST(HelperThread, ServesSystemCallsWithoutAStopAndTakesItsPageAlong) {
   expect_unharmed(fixture);
 }
 
+// A process that dies while the helper makes a call for suture: the wait ends
+// as the helper goes, with TargetGone, not after the call's 10 s timeout with
+// an error that blames the helper.
+TEST(HelperThread, ACallThatOutlivesItsProcessEndsAsTargetGone) {
+  FixtureProcess fixture(FIXTURE_PATH);
+  Tracee tracee(fixture.pid());
+  HelperThread helper(tracee);
+  ASSERT_NE(helper.server(), nullptr) << helper.why_not() << helper.why_not_served();
+  tracee.release_all();
+  std::thread killer([&] {
+    std::this_thread::sleep_for(100ms);
+    ::kill(fixture.pid(), SIGKILL);
+  });
+  // The helper blocks every signal: pause() returns only when the process ends.
+  EXPECT_THROW(tracee.brief_syscall(SYS_pause), TargetGone);
+  killer.join();
+}
+
 // Tracee::divert on threads stopped in every state the fixture has: inside
 // read() (restarted with -ERESTARTSYS), nanosleep() (-ERESTART_RESTARTBLOCK),
 // a futex wait, and user code (a spinner): each goes through a stub that only
