@@ -839,8 +839,8 @@ struct Tracee::Impl {
   // pending for it. Polling instead (waitpid, then a sleep of a few
   // microseconds), raised on the CPU of the thread it waits for, suture woke
   // every few microseconds and delayed that thread's way to the stop: a busy
-  // memcached worker on suture's CPU took 100-490 us from PTRACE_INTERRUPT to
-  // its stop, and 8-45 us (once 160) with this sleep.
+  // memcached worker on suture's CPU took 68-490 us from PTRACE_INTERRUPT to
+  // its stop, and 8-45 us (once 162) with this sleep.
   void take_sigchld_here() {
     if (sigchld_taker == gettid()) return;
     child_signal = sigchld_set();
