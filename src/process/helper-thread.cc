@@ -216,9 +216,8 @@ void HelperThread::start() {
   tracee_.set_helper(tid_);
 
   // Its name, for ps and top; from now on system calls run on it.
-  tracee_.hold_one();
-  int64_t named = tracee_.syscall(SYS_prctl, PR_SET_NAME, (site->start + static_cast<int64_t>(kNameAt)).value());
-  tracee_.release_all();
+  int64_t named =
+      tracee_.brief_syscall(SYS_prctl, PR_SET_NAME, (site->start + static_cast<int64_t>(kNameAt)).value());
   if (named < 0) fmt::print(stderr, "suture: warning: naming the helper thread failed: {}\n",
                             errno_text(static_cast<int>(-named)));
   try {
@@ -302,9 +301,7 @@ void HelperThread::stop() {
                        site_.start + static_cast<int64_t>(kSyncResumeAt));
         tracee_.set_helper(tid_, nullptr);
         server_.reset();
-        tracee_.hold_one();
-        int64_t r = tracee_.syscall(SYS_munmap, page.value(), SyscallServer::kPageSize);
-        tracee_.release_all();
+        int64_t r = tracee_.brief_syscall(SYS_munmap, page.value(), SyscallServer::kPageSize);
         if (r < 0)
           fmt::print(stderr, "suture: warning: the helper's page at {} stays mapped in process {}: {}\n", page,
                      tracee_.pid(), errno_text(static_cast<int>(-r)));

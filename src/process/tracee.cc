@@ -1613,14 +1613,16 @@ int64_t Tracee::brief_syscall(long number, uint64_t a1, uint64_t a2, uint64_t a3
   if (!held_threads().empty()) return syscall(number, a1, a2, a3, a4, a5, a6);
   if (impl_->syscall_server) {
     const pid_t pid = impl_->pid, helper = impl_->helper;
-    auto result = impl_->syscall_server->run(number, {a1, a2, a3, a4, a5, a6}, kStepTimeout, [&] {
+    auto helper_gone = [&] {
       char state = thread_state(pid, helper);
-      return state != '\0' && state != 'Z' && state != 'X';
-    });
+      return state == '\0' || state == 'Z' || state == 'X';
+    };
+    auto result = impl_->syscall_server->run(number, {a1, a2, a3, a4, a5, a6}, kStepTimeout,
+                                             [&] { return !helper_gone(); });
     if (result) return *result;
     // Not through ptrace instead: the call may still come, and twice could harm.
     if (!process_alive(pid)) throw TargetGone(fmt::format("process {} exited", pid));
-    if (char state = thread_state(pid, helper); state == '\0' || state == 'Z' || state == 'X')
+    if (helper_gone())
       fail("process {}: the helper thread {} ended before making system call {}", pid, helper, number);
     fail("process {}: the helper thread did not make system call {} within {} s", pid, number,
          std::chrono::duration_cast<std::chrono::seconds>(kStepTimeout).count());
