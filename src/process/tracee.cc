@@ -1621,6 +1621,12 @@ int64_t Tracee::brief_syscall(long number, uint64_t a1, uint64_t a2, uint64_t a3
                                              [&] { return !helper_gone(); });
     if (result) return *result;
     // Not through ptrace instead: the call may still come, and twice could harm.
+    // Only suture ends the helper, or the whole process's end: its threads go
+    // one by one, the helper may be gone before the leader shows it.
+    if (helper_gone()) {
+      for (auto until = Clock::now() + std::chrono::milliseconds(200); Clock::now() < until && process_alive(pid);)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
     if (!process_alive(pid)) throw TargetGone(fmt::format("process {} exited", pid));
     if (helper_gone())
       fail("process {}: the helper thread {} ended before making system call {}", pid, helper, number);
