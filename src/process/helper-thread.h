@@ -11,14 +11,16 @@
 // after an object's code (mapped executable, never run), makes that thread
 // block signals, clone() and go back to exactly where it was, on its own time.
 // The child is the helper: a bare kernel thread of the process that blocks
-// every signal and runs only system calls: once a page is mapped for that, it
-// serves them without a stop, waiting in futex() (process/syscall-server.h);
-// until then, and when suture holds threads, suture single-steps them in it.
-// It is no pthread (glibc does not know it) and shares the TLS of the thread
-// that created it, so it never runs a function of the target; see
-// Tracee::Work. At the end it goes back to pause(), the page is unmapped, it
-// exits and the padding gets its zeros back; if suture dies first, it stays
-// blocked in futex() until the process ends, harming nothing.
+// every signal and runs only system calls. It sets itself up with no stop:
+// names itself, maps the page of process/syscall-server.h, and serves system
+// calls from it, waiting in futex(), where suture finds it and reads the page's
+// address in /proc. When suture holds threads, or the page could not be made,
+// suture single-steps system calls in it through ptrace instead. It is no
+// pthread (glibc does not know it) and shares the TLS of the thread that
+// created it, so it never runs a function of the target; see Tracee::Work. At
+// the end it goes to a pause() loop, the page is unmapped, it exits and the
+// padding gets its zeros back; if suture dies first, it stays blocked in
+// futex() until the process ends, harming nothing.
 #pragma once
 
 #include <sys/types.h>
@@ -53,7 +55,8 @@ class HelperThread {
 
  private:
   void start();
-  void start_serving();
+  void start_serving(RemoteAddr page, int remote_fd);
+  void park();
   void stop();
 
   Tracee& tracee_;

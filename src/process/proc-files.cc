@@ -173,6 +173,8 @@ std::optional<KernelView> blocked_view(pid_t pid, pid_t tid) {
   if (fields.size() < 3 || fields[0] == "running") return std::nullopt;
   KernelView view;
   view.number = std::strtol(fields[0].c_str(), nullptr, 10);
+  if (view.number >= 0 && fields.size() == 9)
+    for (size_t i = 0; i < view.args.size(); ++i) view.args[i] = std::strtoull(fields[1 + i].c_str(), nullptr, 16);
   view.text = *text;
   view.sp = RemoteAddr(std::strtoull(fields[fields.size() - 2].c_str(), nullptr, 16));
   view.pc = RemoteAddr(std::strtoull(fields.back().c_str(), nullptr, 16));

@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -69,11 +70,12 @@ std::string thread_name(pid_t pid, pid_t tid);
 std::optional<std::string> status_field(pid_t pid, pid_t tid, const std::string& name);
 
 // A thread blocked in the kernel, from /proc/PID/task/TID/syscall ("NR arg1..arg6
-// sp pc", or "-1 sp pc" outside a system call): the call's number, its user sp
-// and pc, and the text read (to tell whether it stayed blocked). nullopt while
-// it runs, or once it is gone.
+// sp pc", or "-1 sp pc" outside a system call): the call's number and
+// arguments, its user sp and pc, and the text read (to tell whether it stayed
+// blocked). nullopt while it runs, or once it is gone.
 struct KernelView {
   long number = -1;
+  std::array<uint64_t, 6> args{};  // zeros outside a system call
   std::string text;
   RemoteAddr sp, pc;
 };

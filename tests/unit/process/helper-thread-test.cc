@@ -5,6 +5,7 @@
 
 #include <linux/membarrier.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 
@@ -12,6 +13,9 @@
 #include <array>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
+#include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -164,6 +168,52 @@ TEST(HelperThread, ServesSystemCallsWithoutAStopAndTakesItsPageAlong) {
   }
   EXPECT_EQ(tracee.syscall_server(), nullptr);
   EXPECT_EQ(helper_pages(fixture.pid()), 0u);
+  auto deadline = std::chrono::steady_clock::now() + 2s;
+  while (alive(fixture.pid(), helper_tid) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(1ms);
+  EXPECT_FALSE(alive(fixture.pid(), helper_tid));
+  EXPECT_EQ(code_tails(fixture.pid(), tracee.memory()), tails_before);
+  expect_unharmed(fixture);
+}
+
+// The lowest descriptor number the process has free.
+int lowest_free_fd(pid_t pid) {
+  std::set<int> open;
+  for (const auto& entry : std::filesystem::directory_iterator(fmt::format("/proc/{}/fd", pid)))
+    open.insert(std::stoi(entry.path().filename().string()));
+  int fd = 0;
+  while (open.contains(fd)) ++fd;
+  return fd;
+}
+
+// A helper whose page cannot be made (no descriptor left for its memfd) still
+// runs system calls, through ptrace, says why it does not serve them, closes
+// nothing of the target's and leaves nothing behind.
+TEST(HelperThread, WithoutItsPageRunsSystemCallsThroughPtraceAndSaysWhy) {
+  FixtureProcess fixture(FIXTURE_PATH);
+  Tracee tracee(fixture.pid());
+  auto tails_before = code_tails(fixture.pid(), tracee.memory());
+  const int free_fd = lowest_free_fd(fixture.pid());
+  rlimit before{};
+  ASSERT_EQ(::prlimit(fixture.pid(), RLIMIT_NOFILE, nullptr, &before), 0);
+  rlimit none{static_cast<rlim_t>(free_fd), before.rlim_max};  // the soft limit: raising it back needs no privilege
+  ASSERT_EQ(::prlimit(fixture.pid(), RLIMIT_NOFILE, &none, nullptr), 0);
+  pid_t helper_tid = 0;
+  {
+    HelperThread helper(tracee);
+    ASSERT_EQ(helper.why_not(), "");
+    helper_tid = helper.tid();
+    EXPECT_EQ(helper.server(), nullptr);
+    EXPECT_EQ(tracee.syscall_server(), nullptr);
+    EXPECT_NE(helper.why_not_served().find("memfd_create"), std::string::npos) << helper.why_not_served();
+    EXPECT_NE(helper.why_not_served().find(errno_text(EMFILE)), std::string::npos) << helper.why_not_served();
+    EXPECT_EQ(thread_name(fixture.pid(), helper_tid), "suture-helper");
+    EXPECT_EQ(helper_pages(fixture.pid()), 0u);
+    EXPECT_EQ(tracee.brief_syscall(SYS_gettid), helper_tid);
+    EXPECT_EQ(tracee.brief_syscall(SYS_getpid), fixture.pid());
+  }
+  ASSERT_EQ(::prlimit(fixture.pid(), RLIMIT_NOFILE, &before, nullptr), 0);
+  EXPECT_EQ(lowest_free_fd(fixture.pid()), free_fd);
   auto deadline = std::chrono::steady_clock::now() + 2s;
   while (alive(fixture.pid(), helper_tid) && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(1ms);
