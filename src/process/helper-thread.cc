@@ -29,6 +29,7 @@
 #include "common/page.h"
 #include "elf/elf-file.h"
 #include "process/loaded-objects.h"
+#include "process/maps.h"
 #include "process/proc-files.h"
 
 namespace suture::process {
@@ -183,6 +184,8 @@ Trampoline trampoline(RemoteAddr site, RemoteAddr child_stack) {
   a.label("work");
   a.bytes({0x41, 0x89, 0xd4});                                // mov r12d, edx
   a.bytes({0x48, 0x8b, 0x43, 0x10});                          // mov rax, [rbx+16]: the number
+  static_assert(SyscallServer::kLeave == -2);
+  a.bytes({0x48, 0x83, 0xf8, 0xfe, 0x0f, 0x84}), a.rel32("leave");  // cmp rax, kLeave; je leave
   a.bytes({0x48, 0x8b, 0x7b, 0x18, 0x48, 0x8b, 0x73, 0x20});  // mov rdi, [rbx+24]; mov rsi, [rbx+32]
   a.bytes({0x48, 0x8b, 0x53, 0x28, 0x4c, 0x8b, 0x53, 0x30});  // mov rdx, [rbx+40]; mov r10, [rbx+48]
   a.bytes({0x4c, 0x8b, 0x43, 0x38, 0x4c, 0x8b, 0x4b, 0x40});  // mov r8, [rbx+56]; mov r9, [rbx+64]
@@ -193,6 +196,19 @@ Trampoline trampoline(RemoteAddr site, RemoteAddr child_stack) {
   a.bytes({0x48, 0x8d, 0x7b, 0x04});                          // lea rdi, [rbx+4]
   mov_esi(FUTEX_WAKE), mov_edx(1), syscall();
   a.bytes({0xeb}), a.rel8("wait");
+  a.label("leave");                                           // answered before the page goes
+  a.bytes({0x48, 0xc7, 0x43, 0x08}), a.u32(0);                // mov qword [rbx+8], 0: the result
+  a.bytes({0x44, 0x89, 0x63, 0x04});                          // mov [rbx+4], r12d: done
+  mov_eax(SYS_futex);
+  a.bytes({0x48, 0x8d, 0x7b, 0x04});                          // lea rdi, [rbx+4]
+  mov_esi(FUTEX_WAKE), mov_edx(1), syscall();
+  mov_eax(SYS_munmap);
+  a.bytes({0x48, 0x89, 0xdf});                                // mov rdi, rbx
+  mov_esi(SyscallServer::kPageSize), syscall();
+  mov_eax(SYS_exit);
+  a.bytes({0x31, 0xff});                                      // xor edi, edi
+  syscall();                                                  // this thread alone; never returns
+  a.bytes({0xeb}), a.rel8("park");
 
   a.label("failed_close");
   a.bytes({0x49, 0x89, 0xc6});                                // mov r14, rax
@@ -405,6 +421,41 @@ void HelperThread::start_serving(RemoteAddr page, int remote_fd) {
                errno_text(static_cast<int>(-closed)));
 }
 
+// Asks the serving helper to unmap its page and exit, as one more request: no
+// stop. False, with nothing changed, if it did not answer; true once it is
+// gone (tid_ is 0 then).
+bool HelperThread::leave_unseen() {
+  const pid_t pid = tracee_.pid();
+  auto alive = [&] {
+    char state = thread_state(pid, tid_);
+    return state != '\0' && state != 'Z' && state != 'X';
+  };
+  if (!server_->run(SyscallServer::kLeave, {}, kLeaveTimeout, alive)) {
+    if (alive()) return false;
+    server_.reset();  // gone with its process
+    tid_ = 0;
+    return true;
+  }
+  RemoteAddr page = server_->remote();
+  tracee_.set_helper(tid_, nullptr);
+  server_.reset();
+  auto deadline = Clock::now() + kLeaveTimeout;
+  while (alive()) {
+    if (Clock::now() > deadline) {
+      fmt::print(stderr, "suture: warning: the helper thread {} of process {} did not exit after leaving its loop\n",
+                 tid_, pid);
+      site_ = {};  // it may still run there
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  auto maps = read_maps(pid);
+  if (std::any_of(maps.begin(), maps.end(), [&](const Mapping& m) { return m.start == page; }))
+    fmt::print(stderr, "suture: warning: the helper's page at {} stays mapped in process {}\n", page, pid);
+  tid_ = 0;
+  return true;
+}
+
 // Sends the helper from its system-call loop to a pause() loop, where it reads
 // nothing, and forgets the server: its page may go.
 void HelperThread::park() {
@@ -420,7 +471,7 @@ void HelperThread::stop() {
   if (tid_ != 0) {
     try {
       tracee_.release_all();
-      if (server_) {
+      if (server_ && !leave_unseen()) {
         // Out of the loop first: it reads the page, which goes next.
         RemoteAddr page = server_->remote();
         park();
@@ -429,7 +480,7 @@ void HelperThread::stop() {
           fmt::print(stderr, "suture: warning: the helper's page at {} stays mapped in process {}: {}\n", page,
                      tracee_.pid(), errno_text(static_cast<int>(-r)));
       }
-      if (tracee_.hold_one() == tid_) tracee_.end_thread(tid_);
+      if (tid_ != 0 && tracee_.hold_one() == tid_) tracee_.end_thread(tid_);
       tracee_.release_all();
     } catch (const std::exception& e) {
       if (process_alive(tracee_.pid()))  // else it ended with its process

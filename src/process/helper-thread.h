@@ -18,8 +18,9 @@
 // suture single-steps system calls in it through ptrace instead. It is no
 // pthread (glibc does not know it) and shares the TLS of the thread that
 // created it, so it never runs a function of the target; see Tracee::Work. At
-// the end it goes to a pause() loop, the page is unmapped, it exits and the
-// padding gets its zeros back; if suture dies first, it stays blocked in
+// the end, asked through its page, it unmaps the page and exits, again with no
+// stop (without the page: held, it is sent to a pause() loop and ended), and
+// the padding gets its zeros back; if suture dies first, it stays blocked in
 // futex() until the process ends, harming nothing.
 #pragma once
 
@@ -57,6 +58,7 @@ class HelperThread {
   void start();
   void start_serving(RemoteAddr page, int remote_fd);
   void park();
+  bool leave_unseen();
   void stop();
 
   Tracee& tracee_;

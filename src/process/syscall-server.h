@@ -35,6 +35,9 @@ class SyscallServer {
  public:
   static constexpr uint64_t kRequestAt = 0, kDoneAt = 4, kResultAt = 8, kNumberAt = 16, kArgsAt = 24,
                             kPageSize = suture::kPageSize;
+  // A number no system call has: the helper answers 0, unmaps the page and
+  // exits. Nothing may be asked after it.
+  static constexpr long kLeave = -2;
 
   // `fd` is suture's descriptor of the shared memfd (mapped here, then closed);
   // `remote` is where the target maps it. Throws Error if it cannot be mapped.

@@ -599,13 +599,13 @@ struct Tracee::Impl {
       trap_instruction();
     else
       syscall_instruction();
-    boost.raise();
     if (worker != 0) {
       auto it = threads.find(worker);
       if (it != threads.end() && it->second.stopped && it->second.can_run_code) return worker;
       worker = 0;
     }
     if (helper != 0 && work == Tracee::Work::syscalls && !holding_all) {
+      boost.raise();
       if (hold_helper()) return worker = helper;
       helper = 0;  // gone: back to the target's own threads
       syscall_server = nullptr;
@@ -635,6 +635,9 @@ struct Tracee::Impl {
       candidates.emplace_back(rank, thread_cpu_ticks(pid, tid), tid);
     }
     std::sort(candidates.begin(), candidates.end());
+    // Raised from here on only: the look at every thread above reads /proc
+    // three times a thread (a few hundred us for ten), with nothing held.
+    boost.raise();
     for (auto [rank, ticks, tid] : candidates) {
       check_interrupt();
       if (tid == helper) continue;
