@@ -91,7 +91,7 @@ constexpr uint64_t kSigtrapBit = 1ULL << (SIGTRAP - 1);
 // than the copy is unwound while held.
 constexpr uint64_t kLongestExactCopy = 1024 * 1024;
 constexpr size_t kStackCopy = 64 * 1024;
-constexpr std::chrono::milliseconds kCoreSyncTimeout{500};
+constexpr std::chrono::milliseconds kCoreSyncTimeout{500}, kRegisterTimeout{2000};
 
 size_t stack_copy_size(const user_regs_struct& regs) {
   if (regs.fs_base > regs.rsp && regs.fs_base - regs.rsp <= kLongestExactCopy) return regs.fs_base - regs.rsp;
@@ -181,7 +181,6 @@ class Switch {
     register_sync_core();
     report_.threads = tracee_.threads().size();
 
-    look_before_int3();
     // From the first int3 until we let go, a thread may trap at any moment and
     // wait for us.
     struct ExpectingTraps {
@@ -190,6 +189,9 @@ class Switch {
     } expecting{tracee_};
     worker_.emplace(tracee_.poll_waker(), tracee_.unraised_scheduling());
     tracee_.expect_traps(true);
+    // Last before the int3s: the fewer threads run between this look and the
+    // one after them, the fewer are unwound again while every call traps.
+    look_before_int3();
     auto started = Clock::now();
     try {
       {
@@ -333,60 +335,79 @@ class Switch {
     return result;
   }
 
+  // Registration waits for an RCU grace period (milliseconds): on the helper
+  // where it serves system calls, nothing of the target is held meanwhile.
   void register_sync_core() {
-    int64_t supported = remote(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    int64_t supported = membarrier(MEMBARRIER_CMD_QUERY, kRegisterTimeout);
     if (supported < 0 || !(supported & MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE))
       fail("the kernel does not offer membarrier(PRIVATE_EXPEDITED_SYNC_CORE), which zero-suspend mode needs to "
            "serialize the target's cores; use --mode stop-the-world");
-    int64_t r = remote(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0);
+    int64_t r = membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE, kRegisterTimeout);
     if (r < 0) fail("membarrier registration in process {} failed: {}", pid_, errno_text(static_cast<int>(-r)));
   }
 
   // Every core that runs a thread of the target executes a serializing
   // instruction before that thread runs user code again; threads not running
   // now serialize when they are next scheduled (the registration asks for it).
-  // On the helper without a stop where it serves that (tens of microseconds
-  // against hundreds), waited for on the unwinding thread while this one
-  // serves traps: waking the helper's CPU from idle can take a millisecond
-  // here, and a thread that traps meanwhile must not wait for that.
   void sync() {
-    std::optional<int64_t> answered;
-    if (options_.syscall_server && !core_sync_silent_) {
-      auto ask = [&] {
-        return options_.syscall_server->run(SYS_membarrier, {MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0, 0, 0, 0},
-                                            kCoreSyncTimeout);
-      };
-      answered = worker_ ? serving_traps(ask) : ask();
-      if (!answered) core_sync_silent_ = true;  // from now on through ptrace
-    }
-    int64_t r = answered ? *answered : remote(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0);
+    int64_t r = membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, kCoreSyncTimeout);
     if (r < 0) fail("membarrier in process {} failed: {}", pid_, errno_text(static_cast<int>(-r)));
     ++report_.syncs;
+  }
+
+  // membarrier(command) in the target: on the helper without a stop where it
+  // serves that (tens of microseconds against hundreds), waited for on the
+  // unwinding thread while this one serves traps (waking the helper's CPU
+  // from idle can take a millisecond here, and a thread that traps meanwhile
+  // must not wait for that); through ptrace if it does not answer in
+  // `timeout`, and from then on.
+  int64_t membarrier(int command, std::chrono::milliseconds timeout) {
+    if (options_.syscall_server && !helper_silent_) {
+      auto ask = [&] {
+        return options_.syscall_server->run(SYS_membarrier, {static_cast<uint64_t>(command), 0, 0, 0, 0, 0}, timeout);
+      };
+      if (auto answered = worker_ ? serving_traps(ask) : ask()) return *answered;
+      helper_silent_ = true;
+    }
+    return remote(SYS_membarrier, static_cast<uint64_t>(command), 0, 0);
   }
 
   // Every call of a patched function traps from the first int3 until the
   // switch ends, so what can be done before it is done before it. A thread
   // blocked in the kernel is unwound now, without a hold; if at the look
-  // after the int3 it is blocked in the same call and has not been on a CPU
-  // since (process::times_scheduled), it has not run a single instruction, and
-  // its stack is the one unwound here. Busy threads are looked at again; the
-  // unwinder has by then read the tables of the objects (the first unwinds
-  // through an object take milliseconds).
+  // after the int3 it has not been on a CPU since (process::times_scheduled,
+  // read through a descriptor kept open: one pread), it has not run a single
+  // instruction: blocked still, or woken and waiting for a CPU (on the
+  // server's CPU, behind suture itself), its stack is the one unwound here.
+  // Threads that ran are looked at again; the unwinder has by then read the
+  // tables of the objects (the first unwinds through an object take
+  // milliseconds).
   struct EarlierLook {
     uint64_t scheduled = 0;
-    std::string view;
+    process::SchedStatFile schedstat;
     Backtrace trace;
   };
+  // Twice: the first round reads the unwind tables of every object on the
+  // stacks (milliseconds), and busy threads run meanwhile; the second, fast,
+  // looks again at those that ran or were running, just before the int3s.
   void look_before_int3() {
     maps_ = process::read_maps(pid_);  // for whole_stack(): stacks stay where they are
-    for (pid_t tid : tracee_.threads()) {
-      check_interrupt();
-      auto before = process::times_scheduled(pid_, tid);
-      auto trace = unwind_blocked(unwinder_, pid_, tid);
-      auto view = process::blocked_view(pid_, tid);
-      auto after = process::times_scheduled(pid_, tid);
-      if (trace && view && before && after && *before == *after)
-        earlier_[tid] = {*after, view->text, std::move(*trace)};
+    for (int round = 0; round < 2; ++round) {
+      for (pid_t tid : tracee_.threads()) {
+        check_interrupt();
+        if (auto it = earlier_.find(tid); it != earlier_.end()) {
+          auto now = it->second.schedstat.read();
+          if (now && now->timeslices == it->second.scheduled) continue;
+          earlier_.erase(it);
+        }
+        process::SchedStatFile schedstat(pid_, tid);
+        auto before = schedstat.read();
+        auto trace = unwind_blocked(unwinder_, pid_, tid);
+        auto after = schedstat.read();
+        // A count of 0 is a kernel that does not count (sched_info off): no proof.
+        if (trace && before && after && after->timeslices != 0 && before->timeslices == after->timeslices)
+          earlier_.emplace(tid, EarlierLook{after->timeslices, std::move(schedstat), std::move(*trace)});
+      }
     }
   }
 
@@ -395,10 +416,9 @@ class Switch {
     if (it == earlier_.end()) return std::nullopt;
     EarlierLook earlier = std::move(it->second);
     earlier_.erase(it);  // good for one look only: the switch goes on
-    auto view = process::blocked_view(pid_, tid);
-    auto scheduled = process::times_scheduled(pid_, tid);
-    if (!view || view->text != earlier.view || scheduled != earlier.scheduled) return std::nullopt;
-    return earlier.trace;
+    auto now = earlier.schedstat.read();
+    if (!now || now->timeslices != earlier.scheduled) return std::nullopt;
+    return std::move(earlier.trace);
   }
 
   // Runs `unwind` (no ptrace request in it: a blocked thread, a copied stack,
@@ -700,7 +720,7 @@ class Switch {
   std::optional<UnwindWorker> worker_;     // serving_traps(); ends before the members above
   std::optional<SwitchGuardian> guardian_;
   bool touched_ = false;
-  bool core_sync_silent_ = false;  // the helper did not answer a core sync: sync()
+  bool helper_silent_ = false;  // the helper did not answer a call: membarrier()
   bool rolling_back_ = false;
   bool steered_any_ = false;
 };
