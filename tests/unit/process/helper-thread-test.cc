@@ -40,6 +40,13 @@ bool alive(pid_t pid, pid_t tid) {
   return state != '\0' && state != 'Z' && state != 'X';
 }
 
+// The helper ends when its HelperThread does, or soon after.
+bool ends_soon(pid_t pid, pid_t tid) {
+  auto deadline = std::chrono::steady_clock::now() + 2s;
+  while (alive(pid, tid) && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
+  return !alive(pid, tid);
+}
+
 // The last page of every executable mapping: where the trampoline goes.
 std::vector<std::vector<uint8_t>> code_tails(pid_t pid, const Memory& memory) {
   std::vector<std::vector<uint8_t>> tails;
@@ -94,10 +101,7 @@ TEST(HelperThread, RunsSystemCallsOnAThreadOfItsOwnAndLeavesNothingBehind) {
       EXPECT_EQ(helpers, 1u);
     }
     EXPECT_EQ(tracee.helper(), 0);
-    auto deadline = std::chrono::steady_clock::now() + 2s;
-    while (alive(fixture.pid(), helper_tid) && std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(1ms);
-    EXPECT_FALSE(alive(fixture.pid(), helper_tid)) << "the helper thread outlived its HelperThread";
+    EXPECT_TRUE(ends_soon(fixture.pid(), helper_tid)) << "the helper thread outlived its HelperThread";
     std::string text = fmt::format("after-helper-{}", round);
     fixture.send(fmt::format("feed {} {}", round % 2, text));
     EXPECT_EQ(fixture.expect("read "), fmt::format("read {} {}", round % 2, text));
@@ -168,10 +172,7 @@ TEST(HelperThread, ServesSystemCallsWithoutAStopAndTakesItsPageAlong) {
   }
   EXPECT_EQ(tracee.syscall_server(), nullptr);
   EXPECT_EQ(helper_pages(fixture.pid()), 0u);
-  auto deadline = std::chrono::steady_clock::now() + 2s;
-  while (alive(fixture.pid(), helper_tid) && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(1ms);
-  EXPECT_FALSE(alive(fixture.pid(), helper_tid));
+  EXPECT_TRUE(ends_soon(fixture.pid(), helper_tid));
   EXPECT_EQ(code_tails(fixture.pid(), tracee.memory()), tails_before);
   expect_unharmed(fixture);
 }
@@ -214,10 +215,7 @@ TEST(HelperThread, WithoutItsPageRunsSystemCallsThroughPtraceAndSaysWhy) {
   }
   ASSERT_EQ(::prlimit(fixture.pid(), RLIMIT_NOFILE, &before, nullptr), 0);
   EXPECT_EQ(lowest_free_fd(fixture.pid()), free_fd);
-  auto deadline = std::chrono::steady_clock::now() + 2s;
-  while (alive(fixture.pid(), helper_tid) && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(1ms);
-  EXPECT_FALSE(alive(fixture.pid(), helper_tid));
+  EXPECT_TRUE(ends_soon(fixture.pid(), helper_tid));
   EXPECT_EQ(code_tails(fixture.pid(), tracee.memory()), tails_before);
   expect_unharmed(fixture);
 }
