@@ -1,4 +1,6 @@
 // suture: live patches for running programs.
+#include <sys/resource.h>
+
 #include <cstdio>
 
 #include <CLI/CLI.hpp>
@@ -33,6 +35,13 @@ int main(int argc, char** argv) {
 
   // SIGINT/SIGTERM while working on a live process: finish undoing, then exit.
   suture::install_interrupt_handlers();
+  // A live switch keeps a /proc file open for each thread of the target (its
+  // schedstat): a process of thousands of threads would take the usual soft
+  // limit of 1024 descriptors, and with it the files suture opens next.
+  if (rlimit files{}; getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
   for (auto& [sub, run] : verbs) {
     if (!sub->parsed()) continue;
     try {
