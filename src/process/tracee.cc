@@ -740,6 +740,10 @@ struct Tracee::Impl {
     if (it == threads.end()) return false;
     if (it->second.stopped) return true;
     boost.raise();
+    // Until it stops, it runs at the priority of a thread that works for us:
+    // at its own, a busy server thread waits for its CPU behind its siblings
+    // before it can stop, and mid-switch every call of theirs traps meanwhile.
+    ScopedRunBoost hurry(tid, boost.run_priority());
     if (ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0) {
       if (errno == ESRCH) {
         forget(tid);
