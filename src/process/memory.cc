@@ -33,12 +33,12 @@ ssize_t transfer(RemoteAddr address, Io io) {
   }
 }
 
-// The most one call moves. The kernel copies /proc/PID/mem a page at a time
-// without a point where another task may take the CPU, and kernels built
-// without forced preemption (this VM's is configured CONFIG_PREEMPT_NONE) let
-// nothing in before the call returns. A SCHED_FIFO thread sharing the CPU with reads of
-// 1 MiB (a whole stack) waited up to 1.9 ms, 6 times over 1 ms in 10 s; with
-// 64 KiB calls, up to 0.5 ms.
+// The most one call moves. The kernel copies /proc/PID/mem a page at a time,
+// and where it is built without forced preemption (this VM's is configured
+// CONFIG_PREEMPT_NONE) another task waiting for the CPU gets it only when the
+// call returns. A SCHED_FIFO thread sharing the CPU with reads of 1 MiB (a
+// whole stack) waited up to 1.9 ms, 6 times over 1 ms in 10 s; with 64 KiB
+// calls, up to 0.5 ms.
 constexpr size_t kMostPerCall = 64 * 1024;
 
 ssize_t read_at(int fd, RemoteAddr address, uint8_t* buffer, size_t size) {
