@@ -386,6 +386,11 @@ class Switch {
     uint64_t scheduled = 0;
     process::SchedStatFile schedstat;
     Backtrace trace;
+
+    bool not_scheduled_since() {
+      auto now = schedstat.read();
+      return now && now->timeslices == scheduled;
+    }
   };
   // Twice: the first round reads the unwind tables of every object on the
   // stacks (milliseconds), and busy threads run meanwhile; the second, fast,
@@ -396,8 +401,7 @@ class Switch {
       for (pid_t tid : tracee_.threads()) {
         check_interrupt();
         if (auto it = earlier_.find(tid); it != earlier_.end()) {
-          auto now = it->second.schedstat.read();
-          if (now && now->timeslices == it->second.scheduled) continue;
+          if (it->second.not_scheduled_since()) continue;
           earlier_.erase(it);
         }
         process::SchedStatFile schedstat(pid_, tid);
@@ -416,8 +420,7 @@ class Switch {
     if (it == earlier_.end()) return std::nullopt;
     EarlierLook earlier = std::move(it->second);
     earlier_.erase(it);  // good for one look only: the switch goes on
-    auto now = earlier.schedstat.read();
-    if (!now || now->timeslices != earlier.scheduled) return std::nullopt;
+    if (!earlier.not_scheduled_since()) return std::nullopt;
     return std::move(earlier.trace);
   }
 
@@ -628,7 +631,7 @@ class Switch {
       bool pending = false;
       for (pid_t tid : tracee_.threads()) {
         char state = process::thread_state(pid_, tid);
-        if (state == '\0' || state == 'Z' || state == 'X') continue;
+        if (process::has_ended(state)) continue;
         if (state == 't' || sigtrap_pending(pid_, tid)) {
           pending = true;
         } else if (state == 'R' && !cycled.contains(tid)) {

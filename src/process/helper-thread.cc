@@ -426,10 +426,7 @@ void HelperThread::start_serving(RemoteAddr page, int remote_fd) {
 // gone (tid_ is 0 then).
 bool HelperThread::leave_unseen() {
   const pid_t pid = tracee_.pid();
-  auto alive = [&] {
-    char state = thread_state(pid, tid_);
-    return state != '\0' && state != 'Z' && state != 'X';
-  };
+  auto alive = [&] { return !has_ended(thread_state(pid, tid_)); };
   if (!server_->run(SyscallServer::kLeave, {}, kLeaveTimeout, alive)) {
     if (alive()) return false;
     server_.reset();  // gone with its process

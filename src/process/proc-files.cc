@@ -158,8 +158,7 @@ std::optional<std::string> status_field(pid_t pid, pid_t tid, const std::string&
 
 bool process_alive(pid_t pid) {
   for (pid_t tid : list_threads(pid)) {
-    char state = thread_state(pid, tid);
-    if (state != '\0' && state != 'Z' && state != 'X') return true;
+    if (!has_ended(thread_state(pid, tid))) return true;
   }
   return false;
 }

@@ -24,6 +24,9 @@ std::vector<pid_t> list_threads(pid_t pid);
 // The state letter of /proc/PID/task/TID/stat ('R', 'S', 'D', 'T', 't', 'Z', ...),
 // or '\0' when the thread is gone.
 char thread_state(pid_t pid, pid_t tid);
+// Whether a state letter from thread_state() is a thread that has ended: gone,
+// a zombie not reaped yet, or being freed.
+constexpr bool has_ended(char state) { return state == '\0' || state == 'Z' || state == 'X'; }
 
 // CPU time the thread has used (utime + stime, in clock ticks); 0 when gone.
 uint64_t thread_cpu_ticks(pid_t pid, pid_t tid);

@@ -301,7 +301,7 @@ struct Tracee::Impl {
       int err = errno;
       if (err == ESRCH) return Seized::gone;
       char state = thread_state(pid, tid);
-      if (state == '\0' || state == 'Z' || state == 'X') return Seized::gone;
+      if (has_ended(state)) return Seized::gone;
       auto tracer = status_field(pid, tid, "TracerPid");
       if (tracer && *tracer == std::to_string(gettid())) return Seized::ours_already;
       if (tracer && *tracer != "0")
@@ -317,7 +317,7 @@ struct Tracee::Impl {
   // Attaches to `tid` and asks it to stop. Returns false if it is gone.
   bool seize(pid_t tid, bool trace_clone) {
     char state = thread_state(pid, tid);
-    if (state == '\0' || state == 'Z' || state == 'X') return false;
+    if (has_ended(state)) return false;
     Seized seized = seize_thread(tid, trace_clone ? PTRACE_O_TRACECLONE : 0);
     if (seized == Seized::gone) return false;
     Thread t;
@@ -687,7 +687,7 @@ struct Tracee::Impl {
   // Attaches without stopping; see Tracee::attach_running().
   bool seize_running(pid_t tid) {
     char state = thread_state(pid, tid);
-    if (state == '\0' || state == 'Z' || state == 'X') return false;
+    if (has_ended(state)) return false;
     switch (seize_thread(tid, PTRACE_O_TRACECLONE)) {
       case Seized::gone: return false;
       case Seized::ours_already: adopt(tid); return true;
@@ -1620,10 +1620,7 @@ int64_t Tracee::brief_syscall(long number, uint64_t a1, uint64_t a2, uint64_t a3
   if (!held_threads().empty()) return syscall(number, a1, a2, a3, a4, a5, a6);
   if (impl_->syscall_server) {
     const pid_t pid = impl_->pid, helper = impl_->helper;
-    auto helper_gone = [&] {
-      char state = thread_state(pid, helper);
-      return state == '\0' || state == 'Z' || state == 'X';
-    };
+    auto helper_gone = [&] { return has_ended(thread_state(pid, helper)); };
     auto result = impl_->syscall_server->run(number, {a1, a2, a3, a4, a5, a6}, kStepTimeout,
                                              [&] { return !helper_gone(); });
     if (result) return *result;

@@ -35,10 +35,7 @@ using namespace std::chrono_literals;
 using testing::FixtureProcess;
 using testing::thread_named;
 
-bool alive(pid_t pid, pid_t tid) {
-  char state = thread_state(pid, tid);
-  return state != '\0' && state != 'Z' && state != 'X';
-}
+bool alive(pid_t pid, pid_t tid) { return !has_ended(thread_state(pid, tid)); }
 
 // The helper ends when its HelperThread does, or soon after.
 bool ends_soon(pid_t pid, pid_t tid) {

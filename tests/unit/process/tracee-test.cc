@@ -34,8 +34,7 @@ using testing::thread_named;
 std::set<pid_t> live_threads(pid_t pid) {
   std::set<pid_t> live;
   for (pid_t tid : list_threads(pid)) {
-    char state = thread_state(pid, tid);
-    if (state != '\0' && state != 'Z' && state != 'X') live.insert(tid);
+    if (!has_ended(thread_state(pid, tid))) live.insert(tid);
   }
   return live;
 }
