@@ -69,10 +69,11 @@
 #include "common/error.h"
 #include "common/interrupt.h"
 #include "common/page.h"
-#include "process/syscall-server.h"
+#include "consistency/switch-guardian.h"
+#include "process/cpu-placement.h"
 #include "process/maps.h"
 #include "process/proc-files.h"
-#include "consistency/switch-guardian.h"
+#include "process/syscall-server.h"
 #include "process/tracee.h"
 #include "redirect/entry-jump.h"
 
@@ -196,6 +197,12 @@ class Switch {
     try {
       {
         RaisedWhileTrapping raised(tracee_, *worker_);
+        // A look for stops just before: a trap found later happened after it,
+        // and its hold is counted from no earlier (earliest_stop() in
+        // process/tracee.cc).
+        // Without it, a trap taken within microseconds of the first int3 was
+        // counted from the last look, milliseconds before (10.8 ms once).
+        tracee_.poll(std::chrono::microseconds(0));
         // 1. every entry traps
         for (const auto& c : changes_) write(c.site, {kInt3});
         touched_ = true;
@@ -765,6 +772,9 @@ LiveSwitchReport switch_entries_live(pid_t pid, const std::vector<EntryChange>& 
   // controller inherits the mask).
   std::optional<process::SigchldBlocked> blocked(std::in_place);
   std::thread controller([&] {
+    // For the switch only: the thread ends with it (its makers' affinity is
+    // left as it was).
+    process::settle_on_one_cpu(pid);
     try {
       Switch change(pid, changes, options);
       try {

@@ -218,6 +218,7 @@ struct Tracee::Impl {
   std::function<bool(Tracee::Trap&)> trap_handler;
   pid_t worker = 0;  // the thread from hold_one()
   bool kept_raised = false;  // Tracee::keep_raised()
+  bool cpus_apart = false;   // runs_apart_from_target(), worked out by keep_raised()
   pid_t controller = 0;      // the thread that called attach_running()
   sigset_t child_signal{};   // {SIGCHLD}
   pid_t sigchld_taker = 0;   // the thread that blocked it to wait for it (take_sigchld_here())
@@ -866,9 +867,43 @@ struct Tracee::Impl {
     constexpr auto kCap = std::chrono::microseconds(500);
     auto span = std::min<Clock::duration>(deadline - Clock::now(), kCap);
     if (span <= Clock::duration::zero()) return false;
+    if (kept_raised && cpus_apart) return watch_for_a_stop(Clock::now() + span);
     auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(span).count();
     timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
     return sigtimedwait(&child_signal, nullptr, &ts) == SIGCHLD;
+  }
+
+  // sleep_until_a_stop() without sleeping, where no thread of the target may
+  // run on a CPU we may run on (cpus_apart): a stop is seen within a
+  // microsecond of the kernel's word, where a sleep took tens of them to end
+  // on this machine (the signal's wake-up, the idle CPU's). Yields at every
+  // look: the unwinding thread works at our priority meanwhile, on our CPU.
+  // True if a stop is pending (its SIGCHLD too: drop_stale_wakeups()).
+  bool watch_for_a_stop(Clock::time_point until) {
+    do {
+      if (a_status_is_pending()) return true;
+      sched_yield();
+    } while (!woken->load() && Clock::now() < until);
+    return false;
+  }
+
+  // Whether suture's controller and the target's threads may never share a
+  // CPU, by their affinity: then the controller may watch for stops without
+  // sleeping (watch_for_a_stop()), keeping from no thread of the target the
+  // CPU it needs to run to its stop. A thread the target makes later inherits
+  // its maker's affinity.
+  bool runs_apart_from_target() const {
+    cpu_set_t ours, theirs;
+    if (sched_getaffinity(0, sizeof ours, &ours) != 0) return false;
+    for (pid_t tid : list_threads(pid)) {
+      if (sched_getaffinity(tid, sizeof theirs, &theirs) != 0) {
+        if (errno == ESRCH) continue;
+        return false;
+      }
+      CPU_AND(&theirs, &theirs, &ours);
+      if (CPU_COUNT(&theirs) != 0) return false;
+    }
+    return true;
   }
 
   // A SIGCHLD left pending by a stop that was found without sleeping for it
@@ -1580,10 +1615,12 @@ Scheduling Tracee::raised_scheduling() const { return impl_->boost.now(); }
 
 void Tracee::keep_raised(bool on) {
   impl_->kept_raised = on;
-  if (on)
+  if (on) {
+    impl_->cpus_apart = impl_->runs_apart_from_target();
     impl_->boost.raise();
-  else
+  } else {
     impl_->lower_boost_if_idle();
+  }
 }
 
 void Tracee::expect_traps(bool on) {

@@ -5,9 +5,11 @@
 // wide margins: these run on loaded machines.
 #include "consistency/live-switch.h"
 
+#include <sched.h>
 #include <signal.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <chrono>
 #include <sstream>
@@ -114,6 +116,37 @@ TEST_F(LiveSwitchTest, ManySwitchesUnderCallsNeverGiveAWrongAnswer) {
   expect_untraced_and_responding(fixture_);
   // Not a requirement, but the point of the test: calls did arrive mid-switch.
   std::printf("calls steered over 20 switches: %llu\n", static_cast<unsigned long long>(steered));
+}
+
+// The target on one CPU, suture free to use the others: the switch's
+// controller settles on a CPU of its own (process/cpu-placement.h) and
+// watches for traps there without sleeping (Tracee::keep_raised). Its
+// unwinding thread shares that CPU and must still get its turn.
+TEST_F(LiveSwitchTest, ManySwitchesWithTheTargetOnACpuOfItsOwn) {
+  cpu_set_t ours;
+  ASSERT_EQ(sched_getaffinity(0, sizeof ours, &ours), 0);
+  if (CPU_COUNT(&ours) < 2) GTEST_SKIP() << "needs two CPUs";
+  cpu_set_t first;
+  CPU_ZERO(&first);
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+    if (CPU_ISSET(cpu, &ours)) {
+      CPU_SET(cpu, &first);
+      break;
+    }
+  for (pid_t tid : fixture_.tasks())
+    if (sched_setaffinity(tid, sizeof first, &first) != 0) {
+      ASSERT_EQ(errno, ESRCH) << "thread " << tid;
+    }
+  for (int round = 0; round < 10; ++round) {
+    switch_entries_live(fixture_.pid(), {forward()}, {});
+    EXPECT_EQ(entry_now(), jump_.jump);
+    switch_entries_live(fixture_.pid(), {backward()}, {});
+  }
+  EXPECT_EQ(entry_now(), jump_.original);
+  auto [a, b] = two_samples(fixture_);
+  EXPECT_EQ(b.bad, 0);
+  EXPECT_GT(b.old_answers, a.old_answers);
+  expect_untraced_and_responding(fixture_);
 }
 
 // The threads that call answer() block SIGTRAP: the kernel unblocks it when
