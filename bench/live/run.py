@@ -491,6 +491,7 @@ def live_note(out):
         return ""
     steered = sum(live.get("steered_calls", {}).values())
     note = (f"{live.get('threads')} threads: {live.get('threads_seen_without_hold')} seen blocked without a hold, "
+            f"{live.get('threads_seen_at_trap', 0)} at a trap of their own, "
             f"{live.get('threads_held')} held alone; switch {live.get('switch_us', 0) / 1000:.1f} ms, "
             f"{live.get('syncs')} core syncs, {steered} calls steered mid-switch")
     if live.get("waited_clear_us"):

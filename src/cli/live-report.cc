@@ -29,6 +29,7 @@ nlohmann::json live_json(const consistency::LiveSwitchReport& live) {
   j["threads"] = live.threads;
   j["threads_held"] = live.threads_held;
   j["threads_seen_without_hold"] = live.threads_seen_running;
+  j["threads_seen_at_trap"] = live.threads_seen_at_trap;
   j["steps"] = live.steps;
   j["syncs"] = live.syncs;
   if (live.helper != 0) j["helper_thread"] = live.helper;
@@ -43,9 +44,9 @@ nlohmann::json live_json(const consistency::LiveSwitchReport& live) {
 
 void print_live(const consistency::LiveSwitchReport& live, const char* old_code_name) {
   fmt::print("zero-suspend: longest hold {} (one thread at a time); {} threads: {} seen blocked without a hold, {} "
-             "held briefly; switch {} ({} core syncs)\n",
-             format_duration(live.longest_hold), live.threads, live.threads_seen_running, live.threads_held,
-             format_duration(live.length), live.syncs);
+             "at a trap of their own, {} held briefly; switch {} ({} core syncs)\n",
+             format_duration(live.longest_hold), live.threads, live.threads_seen_running, live.threads_seen_at_trap,
+             live.threads_held, format_duration(live.length), live.syncs);
   if (live.helper != 0)
     fmt::print("  system calls in the target ran on suture's helper thread {}\n", live.helper);
   else if (!live.no_helper.empty())

@@ -27,9 +27,10 @@
 //      for. A deeper frame there has the boundary's address on the stack (the
 //      return address, or the pc the signal frame saved): a held thread whose
 //      whole stack is copied and holds no such word is let go at once and
-//      unwound after the switch, so no unwind keeps the int3s in. Frames in the
-//      old functions are collected for the report: those calls finish in old
-//      code.
+//      unwound after the switch, so no unwind keeps the int3s in. A thread
+//      that traps at an entry meanwhile is looked at so in that stop, with no
+//      hold of its own (look_at_trap()). Frames in the old functions are
+//      collected for the report: those calls finish in old code.
 //   3. write the tail bytes; serialize. 4. write the first byte; serialize.
 //   5. flush: a thread may have executed an int3 and not yet stopped (it was
 //      preempted in the kernel's trap path): until no thread has SIGTRAP
@@ -209,7 +210,11 @@ class Switch {
         sync();
         // 2. nobody inside the bytes about to change (a jump being replaced is
         // one instruction: nobody can be inside it)
-        if (!boundaries_.empty()) examine_all_threads();
+        if (!boundaries_.empty()) {
+          looking_at_traps_ = true;
+          examine_all_threads();
+          looking_at_traps_ = false;
+        }
         // 3. tails, 4. first bytes
         for (const auto& c : changes_) write(c.site + 1, tail(c.after));
         sync();
@@ -327,11 +332,34 @@ class Switch {
     if (rolling_back_) {
       trap.regs.rip = c.site.value();  // retry: the entry is whole again soon
     } else {
+      if (looking_at_traps_ && !seen_at_trap_.contains(trap.tid)) look_at_trap(trap);
       trap.regs.rip = c.steer_to.value();
       ++report_.steered[c.function];
       steered_any_ = true;
     }
     return true;
+  }
+
+  // Step 2's look at a thread, taken in the stop of its own trap at an entry
+  // (after the first sync: every int3 is in, and the thread serializes its
+  // core before it runs user code again, as the sync's registration asks):
+  // no hold of ours, where a busy thread otherwise
+  // waited tens of microseconds to stop for its look while the traps of the
+  // others queued. Its pc is at the entry, outside every window, and leaves
+  // for the steered code; it is clear if no word of its whole stack is a
+  // boundary (as in look()). Unwound after the switch, for the report, from
+  // its caller: the call that trapped runs the new code.
+  void look_at_trap(const process::Tracee::Trap& trap) {
+    user_regs_struct caller = trap.regs;
+    auto stack = whole_stack(trap.tid, trap.regs);
+    if (!stack || holds_a_boundary(*stack, trap.regs.rsp)) return;  // looked at as any other
+    uint64_t return_address = 0;
+    std::memcpy(&return_address, stack->copy.bytes.data() + (trap.regs.rsp - stack->copy.from.value()), 8);
+    caller.rip = return_address;
+    caller.rsp = trap.regs.rsp + 8;
+    deferred_.push_back({trap.tid, caller, std::move(stack->copy)});
+    seen_at_trap_.insert(trap.tid);
+    ++report_.threads_seen_at_trap;
   }
 
   // A system call in one thread of the target, held alone for it; then the
@@ -535,6 +563,7 @@ class Switch {
   // boundary: it is then unwound after the switch (unwind_deferred()), so no
   // unwind keeps a window open.
   std::optional<Backtrace> look(pid_t tid, bool may_defer) {
+    if (may_defer && seen_at_trap_.contains(tid)) return std::nullopt;  // clear, unwound later
     if (auto trace = unchanged_since_earlier_look(tid); trace && !inside_window(trace->pcs.front())) {
       ++report_.threads_seen_running;
       return trace;
@@ -555,6 +584,10 @@ class Switch {
         return std::nullopt;
       }
       ++report_.threads_held;
+      if (may_defer && seen_at_trap_.contains(tid)) {  // it trapped on its way to the stop
+        tracee_.release(tid);
+        return std::nullopt;
+      }
       user_regs_struct regs = tracee_.registers(tid);
       for (int steps = 0; inside_window(RemoteAddr(regs.rip)); ++steps) {
         if (steps == 16) {
@@ -732,6 +765,8 @@ class Switch {
   bool touched_ = false;
   bool helper_silent_ = false;  // the helper did not answer a call: membarrier()
   bool rolling_back_ = false;
+  bool looking_at_traps_ = false;   // during step 2: look_at_trap()
+  std::set<pid_t> seen_at_trap_;    // look_at_trap()
   bool steered_any_ = false;
 };
 

@@ -76,6 +76,7 @@ struct LiveSwitchReport {
   size_t threads = 0;                         // threads of the process at the switch
   size_t threads_held = 0;                    // threads briefly held to look at them
   size_t threads_seen_running = 0;            // threads looked at without a hold (blocked in the kernel)
+  size_t threads_seen_at_trap = 0;            // threads looked at in the stop of their own trap at an entry
   size_t steps = 0;                           // instructions single-stepped to move threads out of new bytes
   std::map<std::string, uint64_t> steered;    // calls that reached an entry mid-change, by function
   std::vector<OldFrame> old_frames;
