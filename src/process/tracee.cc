@@ -75,6 +75,7 @@
 
 #include "common/error.h"
 #include "common/interrupt.h"
+#include "process/cpu-placement.h"
 #include "process/maps.h"
 #include "process/proc-files.h"
 #include "process/scheduling-boost.h"
@@ -93,6 +94,10 @@ constexpr auto kStopTimeout = std::chrono::seconds(10);
 constexpr auto kStepTimeout = std::chrono::seconds(10);
 // At release, how long to wait for a thread we interrupted to actually stop.
 constexpr auto kReleaseTimeout = std::chrono::seconds(5);
+// How long a wait for one thread's stop watches for it without sleeping
+// (Impl::wait_status): busy memcached workers on another CPU stopped within
+// 15-55 us of an interrupt.
+constexpr auto kLongestWatchForOne = std::chrono::microseconds(200);
 
 constexpr uint64_t sig_bit(int sig) { return 1ULL << (sig - 1); }
 
@@ -218,7 +223,7 @@ struct Tracee::Impl {
   std::function<bool(Tracee::Trap&)> trap_handler;
   pid_t worker = 0;  // the thread from hold_one()
   bool kept_raised = false;  // Tracee::keep_raised()
-  bool cpus_apart = false;   // runs_apart_from_target(), worked out by keep_raised()
+  bool cpus_apart = false;   // runs_apart_from(pid), worked out by keep_raised()
   pid_t controller = 0;      // the thread that called attach_running()
   sigset_t child_signal{};   // {SIGCHLD}
   pid_t sigchld_taker = 0;   // the thread that blocked it to wait for it (take_sigchld_here())
@@ -275,6 +280,7 @@ struct Tracee::Impl {
   // group is dead). nullopt at the deadline.
   std::optional<int> wait_status(pid_t tid, Clock::time_point deadline, bool interruptible) {
     Backoff backoff(boost.active());
+    auto started = Clock::now();
     for (;;) {
       if (auto status = try_wait(tid)) return status;
       // Attached to running threads: a trap of another thread must not wait
@@ -286,7 +292,10 @@ struct Tracee::Impl {
         if (state == '\0' || state == 'X' || (state == 'Z' && tid == pid)) return 0;
       }
       if (Clock::now() >= deadline) return std::nullopt;
-      sleep_until_a_stop(deadline);
+      // Watched for (watch_for_a_stop()) only as long as a thread takes to
+      // stop when it needs none of our CPU: one moved onto it since we
+      // looked (its affinity changed) gets it back once we sleep.
+      sleep_until_a_stop(deadline, Clock::now() - started < kLongestWatchForOne);
     }
   }
 
@@ -862,19 +871,20 @@ struct Tracee::Impl {
   // SIGCHLD) or the deadline, whichever comes first. A SIGCHLD taken by
   // another thread of suture is not seen here: each sleep is capped, so that
   // costs at most the cap. True if woken by a SIGCHLD.
-  bool sleep_until_a_stop(Clock::time_point deadline) {
+  bool sleep_until_a_stop(Clock::time_point deadline, bool may_watch = true) {
     take_sigchld_here();
     constexpr auto kCap = std::chrono::microseconds(500);
     auto span = std::min<Clock::duration>(deadline - Clock::now(), kCap);
     if (span <= Clock::duration::zero()) return false;
-    if (kept_raised && cpus_apart) return watch_for_a_stop(Clock::now() + span);
+    if (kept_raised && cpus_apart && may_watch) return watch_for_a_stop(Clock::now() + span);
     auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(span).count();
     timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
     return sigtimedwait(&child_signal, nullptr, &ts) == SIGCHLD;
   }
 
   // sleep_until_a_stop() without sleeping, where no thread of the target may
-  // run on a CPU we may run on (cpus_apart): a stop is seen within a
+  // run on a CPU we may run on (cpus_apart: it needs none of ours to run to
+  // its stop, process/cpu-placement.h): a stop is seen within a
   // microsecond of the kernel's word, where a sleep took tens of them to end
   // on this machine (the signal's wake-up, the idle CPU's). Yields at every
   // look: the unwinding thread works at our priority meanwhile, on our CPU.
@@ -887,24 +897,6 @@ struct Tracee::Impl {
     return false;
   }
 
-  // Whether suture's controller and the target's threads may never share a
-  // CPU, by their affinity: then the controller may watch for stops without
-  // sleeping (watch_for_a_stop()), keeping from no thread of the target the
-  // CPU it needs to run to its stop. A thread the target makes later inherits
-  // its maker's affinity.
-  bool runs_apart_from_target() const {
-    cpu_set_t ours, theirs;
-    if (sched_getaffinity(0, sizeof ours, &ours) != 0) return false;
-    for (pid_t tid : list_threads(pid)) {
-      if (sched_getaffinity(tid, sizeof theirs, &theirs) != 0) {
-        if (errno == ESRCH) continue;
-        return false;
-      }
-      CPU_AND(&theirs, &theirs, &ours);
-      if (CPU_COUNT(&theirs) != 0) return false;
-    }
-    return true;
-  }
 
   // A SIGCHLD left pending by a stop that was found without sleeping for it
   // would end the next sleep at once: taken before each look.
@@ -1616,7 +1608,7 @@ Scheduling Tracee::raised_scheduling() const { return impl_->boost.now(); }
 void Tracee::keep_raised(bool on) {
   impl_->kept_raised = on;
   if (on) {
-    impl_->cpus_apart = impl_->runs_apart_from_target();
+    impl_->cpus_apart = runs_apart_from(impl_->pid);
     impl_->boost.raise();
   } else {
     impl_->lower_boost_if_idle();

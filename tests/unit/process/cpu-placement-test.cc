@@ -34,15 +34,22 @@ cpu_set_t affinity_of(pid_t tid) {
   return set;
 }
 
+struct Settled {
+  int cpu;
+  cpu_set_t affinity;  // of the thread, after
+  bool apart;          // runs_apart_from(pid), after
+};
+
 // Runs settle_on_one_cpu(pid) on a thread of its own (the test's own
-// affinity stays as it is); returns the CPU and that thread's affinity after.
-std::pair<int, cpu_set_t> settle_from_a_new_thread(pid_t pid) {
-  std::pair<int, cpu_set_t> result;
+// affinity stays as it is).
+Settled settle_from_a_new_thread(pid_t pid) {
+  Settled settled{};
   std::thread([&] {
-    result.first = settle_on_one_cpu(pid);
-    result.second = affinity_of(0);
+    settled.cpu = settle_on_one_cpu(pid);
+    settled.affinity = affinity_of(0);
+    settled.apart = runs_apart_from(pid);
   }).join();
-  return result;
+  return settled;
 }
 
 TEST(CpuPlacement, TakesACpuTheTargetMayNotUse) {
@@ -56,12 +63,14 @@ TEST(CpuPlacement, TakesACpuTheTargetMayNotUse) {
   CPU_SET(first, &one);
   pin_process(fixture.pid(), one);
 
-  auto [cpu, after] = settle_from_a_new_thread(fixture.pid());
+  auto [cpu, after, apart] = settle_from_a_new_thread(fixture.pid());
   ASSERT_GE(cpu, 0);
   EXPECT_NE(cpu, first);
   EXPECT_TRUE(CPU_ISSET(cpu, &ours));
   EXPECT_EQ(CPU_COUNT(&after), 1);
   EXPECT_TRUE(CPU_ISSET(cpu, &after));
+  EXPECT_TRUE(apart);
+  EXPECT_FALSE(runs_apart_from(fixture.pid()));  // the test's own thread may use every CPU
 }
 
 TEST(CpuPlacement, StaysWhereItRunsWhenTheTargetMayUseEveryCpu) {
@@ -69,11 +78,12 @@ TEST(CpuPlacement, StaysWhereItRunsWhenTheTargetMayUseEveryCpu) {
   FixtureProcess fixture(FIXTURE_PATH);
   pin_process(fixture.pid(), ours);
 
-  auto [cpu, after] = settle_from_a_new_thread(fixture.pid());
+  auto [cpu, after, apart] = settle_from_a_new_thread(fixture.pid());
   ASSERT_GE(cpu, 0);
   EXPECT_TRUE(CPU_ISSET(cpu, &ours));
   EXPECT_EQ(CPU_COUNT(&after), 1);
   EXPECT_TRUE(CPU_ISSET(cpu, &after));
+  EXPECT_FALSE(apart);
   cpu_set_t still = affinity_of(0);
   EXPECT_TRUE(CPU_EQUAL(&ours, &still));  // the caller's own is untouched
 }
