@@ -200,9 +200,9 @@ class Switch {
         RaisedWhileTrapping raised(tracee_, *worker_);
         // A look for stops just before: a trap found later happened after it,
         // and its hold is counted from no earlier (earliest_stop() in
-        // process/tracee.cc).
-        // Without it, a trap taken within microseconds of the first int3 was
-        // counted from the last look, milliseconds before (10.8 ms once).
+        // process/tracee.cc). Without it, a trap taken within microseconds of
+        // the first int3 was counted from the last look, milliseconds before
+        // (10.8 ms once).
         tracee_.poll(std::chrono::microseconds(0));
         // 1. every entry traps
         for (const auto& c : changes_) write(c.site, {kInt3});
@@ -343,12 +343,12 @@ class Switch {
   // Step 2's look at a thread, taken in the stop of its own trap at an entry
   // (after the first sync: every int3 is in, and the thread serializes its
   // core before it runs user code again, as the sync's registration asks):
-  // no hold of ours, where a busy thread otherwise
-  // waited tens of microseconds to stop for its look while the traps of the
-  // others queued. Its pc is at the entry, outside every window, and leaves
-  // for the steered code; it is clear if no word of its whole stack is a
-  // boundary (as in look()). Unwound after the switch, for the report, from
-  // its caller: the call that trapped runs the new code.
+  // no hold of ours, where a busy thread otherwise waited tens of
+  // microseconds to stop for its look while the traps of the others queued.
+  // Its pc is at the entry, outside every window, and leaves for the steered
+  // code; it is clear if no word of its whole stack is a boundary (as in
+  // look()). Unwound after the switch, for the report, from its caller: the
+  // call that trapped runs the new code.
   void look_at_trap(const process::Tracee::Trap& trap) {
     user_regs_struct caller = trap.regs;
     auto stack = whole_stack(trap.tid, trap.regs);
