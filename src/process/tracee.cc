@@ -223,7 +223,7 @@ struct Tracee::Impl {
   std::function<bool(Tracee::Trap&)> trap_handler;
   pid_t worker = 0;  // the thread from hold_one()
   bool kept_raised = false;  // Tracee::keep_raised()
-  bool cpus_apart = false;   // runs_apart_from(pid), worked out by keep_raised()
+  bool cpus_apart = false;   // runs_apart_from(pid), worked out by expect_traps()
   pid_t controller = 0;      // the thread that called attach_running()
   sigset_t child_signal{};   // {SIGCHLD}
   pid_t sigchld_taker = 0;   // the thread that blocked it to wait for it (take_sigchld_here())
@@ -1607,18 +1607,19 @@ Scheduling Tracee::raised_scheduling() const { return impl_->boost.now(); }
 
 void Tracee::keep_raised(bool on) {
   impl_->kept_raised = on;
-  if (on) {
-    impl_->cpus_apart = runs_apart_from(impl_->pid);
+  if (on)
     impl_->boost.raise();
-  } else {
+  else
     impl_->lower_boost_if_idle();
-  }
 }
 
 void Tracee::expect_traps(bool on) {
   if (on) {
     if (!impl_->attached_running) fail("internal: Tracee::expect_traps() needs attach_running()");
     impl_->boost.plan();
+    // Here, before the switch's last look at the threads, not as the int3s
+    // go in: it reads every thread's affinity.
+    impl_->cpus_apart = runs_apart_from(impl_->pid);
     if (impl_->helper != 0 && !impl_->helper_raised)
       impl_->helper_raised.emplace(impl_->helper, impl_->boost.run_priority());
     if (!impl_->watcher) impl_->watcher.emplace(impl_->boost, impl_->controller, impl_->boost.priority());
@@ -1626,6 +1627,7 @@ void Tracee::expect_traps(bool on) {
     impl_->watcher.reset();
     impl_->helper_raised.reset();
     impl_->boost.forget_plan();
+    impl_->cpus_apart = false;
   }
 }
 

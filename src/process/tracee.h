@@ -186,8 +186,8 @@ class Tracee {
   // live switch), which is kept short that way. Not raised for its work
   // there, its writes and syncs waited behind a real-time memcached: switches
   // of 1.8-10.6 ms with 66-414 calls trapped, holds up to 370 us. Where
-  // the controller and the target may not share a CPU (their affinities),
-  // it also watches for stops without sleeping while on (a wait for one
+  // the controller and the target may not share a CPU (their affinities, as
+  // expect_traps(true) found them), it also watches for stops without sleeping while on (a wait for one
   // thread's stop, for its first 200 us): woken from a sleep, it took tens
   // of microseconds to see a trap that the next trap waited behind.
   void keep_raised(bool on);
